@@ -1,0 +1,22 @@
+"""otel-dd-bridge: OpenTelemetry spans to Datadog APM, shaped as the Datadog Agent would.
+
+Public surface only; everything else is private to the package.
+"""
+
+from otel_dd_bridge.config import ExporterConfig, resolve_config
+from otel_dd_bridge.exporter import DatadogSpanExporter
+from otel_dd_bridge.model import DDSpan, PayloadInfo, TraceChunk
+from otel_dd_bridge.translate import TranslateOptions, translate_spans
+from otel_dd_bridge.version import __version__
+
+__all__ = [
+    "DDSpan",
+    "DatadogSpanExporter",
+    "ExporterConfig",
+    "PayloadInfo",
+    "TraceChunk",
+    "TranslateOptions",
+    "__version__",
+    "resolve_config",
+    "translate_spans",
+]

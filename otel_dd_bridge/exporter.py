@@ -1,0 +1,168 @@
+"""``DatadogSpanExporter``: the composition root.
+
+config -> translate -> encode + size guard -> send with retry (see :mod:`.delivery`).
+
+Contract inside the OTel SDK: ``export()`` never raises; it returns ``SUCCESS`` only when the
+Agent accepted every span, else ``FAILURE`` (spans are never reported delivered for merely
+being buffered). ``BatchSpanProcessor`` calls it from one worker thread, ``SimpleSpanProcessor``
+from any thread: the exporter keeps no per-batch shared state. ``shutdown()`` is idempotent,
+interrupts a retry backoff at once and waits at most ``shutdown_timeout`` for an export in
+flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_dd_bridge._telemetry import ExportCounters, RateLimitedLog
+from otel_dd_bridge.config import ExporterConfig, resolve_config
+from otel_dd_bridge.delivery import AgentDelivery
+from otel_dd_bridge.sampling import RateByService
+from otel_dd_bridge.translate import Hook, TranslateOptions, _Cache, translate_spans_with_stats
+from otel_dd_bridge.transport import HttpTransport, agent_headers
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DatadogSpanExporter"]
+
+
+class DatadogSpanExporter(SpanExporter):
+    """An OpenTelemetry SDK span exporter that sends Datadog-shaped spans to a Datadog Agent.
+
+    Every keyword is optional; each unset one is read from the environment (``DD_*``, then
+    ``OTEL_*``), then defaults. See the README's configuration table.
+
+    Args:
+        agent_url: ``http://host:port``, ``https://...`` or ``unix:///path/apm.socket``.
+        service: service name (overrides the resource's ``service.name``).
+        env: environment. version: application version. tags: global tags.
+        timeout: seconds per HTTP request. api_version: ``"v0.4"`` or ``"v0.5"``.
+        name_hook, resource_hook, service_hook: ``(otel_span, dd_span) -> str | None``
+            callables that override the computed operation name, resource or service.
+
+    Raises:
+        ValueError: an explicit argument is malformed (the message names it).
+    """
+
+    def __init__(
+        self,
+        *,
+        agent_url: str | None = None,
+        service: str | None = None,
+        env: str | None = None,
+        version: str | None = None,
+        tags: Mapping[str, str] | str | None = None,
+        timeout: float | None = None,
+        api_version: str | None = None,
+        name_hook: Hook | None = None,
+        resource_hook: Hook | None = None,
+        service_hook: Hook | None = None,
+        _environ: Mapping[str, str] | None = None,
+        _transport: httpx.BaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        explicit = dict(
+            agent_url=agent_url, service=service, env=env, version=version, tags=tags,
+            timeout=timeout, api_version=api_version, **options,
+        )
+        self.config: ExporterConfig = resolve_config(_environ, **explicit)
+        cfg = self.config
+        if cfg.mode == "agentless":
+            if cfg.sources.get("mode") == "argument":
+                raise ValueError("invalid mode='agentless': agentless mode is not available yet")
+            logger.warning("OTEL_DD_BRIDGE_MODE=agentless is not available yet; using agent mode")
+        self._options = TranslateOptions(
+            service=cfg.service, env=cfg.env, version=cfg.version, tags=cfg.tags,
+            top_level=cfg.top_level, error_tags_from_events=cfg.error_tags_from_events,
+            span_name_as_resource_name=cfg.span_name_as_resource_name,
+            span_name_remappings=cfg.span_name_remappings,
+            sampling_percentage=cfg.sampling_percentage,
+            name_hook=name_hook, resource_hook=resource_hook, service_hook=service_hook,
+        )
+        self._cache = _Cache(self._options.max_cached_resources)
+        self._cache_lock = threading.Lock()
+        self.counters = ExportCounters()
+        self.rate_by_service = RateByService()
+        self._stop = threading.Event()
+        self._inflight = 0
+        self._inflight_cv = threading.Condition()
+        self._log = RateLimitedLog(logger)
+        self._transport = HttpTransport(cfg.agent, timeout=cfg.timeout, _transport=_transport)
+        self._delivery = AgentDelivery(
+            self._transport,
+            api_version=cfg.api_version,
+            max_payload_size=cfg.max_payload_size,
+            retry_timeout=cfg.retry_timeout,
+            counters=self.counters,
+            rates=self.rate_by_service,
+            base_headers=agent_headers(),
+            stop=self._stop,
+        )
+
+    def __repr__(self) -> str:
+        return f"DatadogSpanExporter({self.config!r})"
+
+    @property
+    def api_version(self) -> str:
+        """The Agent API in use (v0.5 falls back to v0.4 on an Agent without it)."""
+        return self._delivery.api_version
+
+    def stats(self) -> dict[str, int]:
+        """Counters: ``received``, ``exported``, ``retried``, ``dropped.<reason>``."""
+        return self.counters.snapshot()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Translate and send a batch; never raises."""
+        try:
+            return self._export(spans)
+        except Exception:  # noqa: BLE001 - the host application must never see it
+            self.counters.drop("internal_error", len(spans))
+            logger.debug("export failed", exc_info=True)
+            self._log.log(logging.ERROR, "export", "export failed with an internal error")
+            return SpanExportResult.FAILURE
+
+    def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        n = len(spans)
+        self.counters.add("received", n)
+        if self._stop.is_set():
+            self.counters.drop("shutdown", n)
+            self._log.log(logging.WARNING, "after_shutdown", "export() after shutdown: %d spans dropped", n)
+            return SpanExportResult.FAILURE
+        with self._inflight_cv:
+            self._inflight += 1
+        try:
+            with self._cache_lock:  # the identity cache is not thread-safe
+                result = translate_spans_with_stats(spans, self._options, _cache=self._cache)
+            if result.dropped:
+                self.counters.drop("invalid_span", result.dropped)
+                self._log.log(
+                    logging.WARNING, "invalid_span",
+                    "dropped %d spans that could not be translated (zero ids or broken data)",
+                    result.dropped,
+                )
+            ok = self._delivery.deliver(result.chunks)
+            return SpanExportResult.SUCCESS if ok and not result.dropped else SpanExportResult.FAILURE
+        finally:
+            with self._inflight_cv:
+                self._inflight -= 1
+                self._inflight_cv.notify_all()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is buffered here (the span processor buffers): always True."""
+        return True
+
+    def shutdown(self) -> None:
+        """Stop: interrupt retries, wait up to ``shutdown_timeout`` for exports, close. Idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        with self._inflight_cv:
+            self._inflight_cv.wait_for(lambda: self._inflight == 0, self.config.shutdown_timeout)
+        self._transport.close()

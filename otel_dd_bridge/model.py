@@ -1,0 +1,83 @@
+"""The Datadog span model: the contract between translation and encoding.
+
+Translation (:mod:`otel_dd_bridge.translate`) produces these objects; the encoders
+(:mod:`otel_dd_bridge.encoding`) consume them. Neither side knows the other, and nothing here
+imports OpenTelemetry.
+
+Field meanings follow the Agent's v0.4 span (``pkg/proto/datadog/trace/span.proto``):
+
+* ids are unsigned 64-bit integers; ``trace_id`` holds the **low** 64 bits of a 128-bit
+  trace id, the upper half travels as meta ``_dd.p.tid`` on the first span of each chunk;
+* ``start`` is nanoseconds since the Unix epoch and ``duration`` nanoseconds;
+* ``error`` is 0 or 1;
+* ``meta`` maps str to str, ``metrics`` maps str to a number (int or float; the Agent reads
+  float64).
+
+The classes are plain slotted dataclasses (not frozen): building one per span is on the hot
+path and a frozen dataclass ``__init__`` costs several times more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["DDSpan", "PayloadInfo", "TraceChunk"]
+
+
+@dataclass(slots=True, eq=True)
+class DDSpan:
+    """One Datadog span, already normalized and truncated as the Agent would."""
+
+    trace_id: int
+    span_id: int
+    parent_id: int
+    service: str
+    name: str
+    resource: str
+    type: str
+    start: int
+    duration: int
+    error: int
+    meta: dict[str, str]
+    metrics: dict[str, float | int]
+
+
+@dataclass(slots=True, eq=True)
+class PayloadInfo:
+    """What the Agent keeps per payload (``TracerPayload``), derived once per OTel resource.
+
+    v0.4/v0.5 requests carry none of it in the body (the Agent fills it from headers and the
+    root span); the agentless protobuf intake needs it explicitly.
+    """
+
+    hostname: str = ""
+    env: str = ""
+    app_version: str = ""
+    container_id: str = ""
+    language_name: str = "python"
+    language_version: str = ""
+    tracer_version: str = ""
+    runtime_id: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=True)
+class TraceChunk:
+    """The spans of one trace (same low-64-bit trace id) from one OTel resource in one batch.
+
+    Attributes:
+        spans: the spans; the first one carries the chunk-level meta/metrics
+            (``_sampling_priority_v1``, ``_dd.p.dm``, ``_dd.p.tid``).
+        priority: the sampling priority (-1, 0, 1, 2), or ``None`` when undecided.
+        origin: ``_dd.origin`` of the trace, ``""`` when none.
+        tags: chunk-level tags (``TraceChunk.tags`` in the intake protobuf), e.g. ``_dd.p.dm``.
+        dropped_trace: the chunk was sampled out upstream (kept only for stats).
+        payload: per-resource payload information, shared by all chunks of one resource.
+    """
+
+    spans: list[DDSpan]
+    priority: int | None = None
+    origin: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    dropped_trace: bool = False
+    payload: PayloadInfo | None = None

@@ -1,0 +1,985 @@
+"""OTel SDK spans -> Datadog spans, as the Datadog Agent's OTLP ingest produces them.
+
+A pure function of ``(spans, options)``: no environment reads, no globals written, no I/O.
+
+Upstream behaviour followed: profile "agent" of ``spec/translation.md`` ("agent-default" in the
+issues), i.e. the newest Agent's receiver V2 (``transform.OtelSpanToDDSpan``) with operation and
+resource naming V2 and the semantics-registry lookups (span attribute before resource
+attribute *per key*, typed), plus the four documented project conventions:
+
+* D1 top-level/measured by span kind (``top_level="by_kind"``, option ``"classic"``);
+* D2 ``error.msg/type/stack`` copied from ``exception`` events (``error_tags_from_events``);
+* D3 ``_dd.p.tid`` on the first span of each chunk (``emit_p_tid``);
+* D4 root meta ``_dd.hostname`` when the resource names a host (``emit_root_hostname``).
+
+Legacy naming V1 (``<scope>.<kind>``) is used when ``span_name_as_resource_name`` or
+``span_name_remappings`` is set, as in the Agent.
+
+Deliberately left out: the Agent's obfuscation (done by the Agent, or by the agentless path),
+``ignore_resources`` filters, the experimental OTel-compliant translation, the removed
+``datadog.*`` override namespace (such attributes are ordinary tags, as in the newest Agent).
+
+Hot path design (spec/performance.md): one pass over the span's attribute dict; every
+per-resource and per-scope value (remapped resource meta, service, env, version, hostname,
+payload info, ``otel.library.*``) computed once and cached by object identity with a bound;
+the SDK's private attribute dict read directly with a public-API fallback; JSON only for spans
+that have events or links.
+"""
+
+from __future__ import annotations
+
+import base64
+import decimal
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+
+from otel_dd_bridge.model import DDSpan, PayloadInfo, TraceChunk
+from otel_dd_bridge.normalize import (
+    MAX_RESOURCE_LEN,
+    MAX_TYPE_LEN,
+    normalize_name,
+    normalize_service,
+    normalize_tag_value,
+    truncate_meta_key,
+    truncate_meta_value,
+    truncate_utf8,
+)
+from otel_dd_bridge.version import __version__
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TranslateOptions", "TranslateResult", "translate_spans", "translate_spans_with_stats"]
+
+Hook = Callable[[ReadableSpan, DDSpan], "str | None"]
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_U64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class TranslateOptions:
+    """Options of the translation (see the module docstring for the profile they tune).
+
+    ``service``/``env``/``version`` behave as if they were the resource's ``service.name``,
+    ``deployment.environment.name`` and ``service.version`` (they override the resource; a
+    span-level attribute still wins). ``tags`` behave as extra resource attributes that do not
+    override existing ones. Hooks run after the rules; returning ``None`` keeps the computed
+    value; a hook's result is normalized like a computed value; a hook that raises is logged and
+    ignored.
+    """
+
+    service: str | None = None
+    env: str | None = None
+    version: str | None = None
+    tags: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    top_level: Literal["by_kind", "classic"] = "by_kind"
+    error_tags_from_events: bool = True
+    emit_p_tid: bool = True
+    emit_root_hostname: bool = True
+    span_name_as_resource_name: bool = False
+    span_name_remappings: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    sampling_percentage: float = 100.0
+    name_hook: Hook | None = None
+    resource_hook: Hook | None = None
+    service_hook: Hook | None = None
+    max_cached_resources: int = 256
+
+    @property
+    def legacy_naming(self) -> bool:
+        return self.span_name_as_resource_name or bool(self.span_name_remappings)
+
+
+@dataclass(slots=True)
+class TranslateResult:
+    chunks: list[TraceChunk]
+    dropped: int = 0  # spans that could not be translated (invalid ids, broken objects)
+    hook_errors: int = 0
+
+
+# --------------------------------------------------------------------------- value helpers
+
+_KIND_META = {
+    SpanKind.SERVER: "server",
+    SpanKind.CLIENT: "client",
+    SpanKind.PRODUCER: "producer",
+    SpanKind.CONSUMER: "consumer",
+    SpanKind.INTERNAL: "internal",
+}
+_STATUS_META = {StatusCode.UNSET: "Unset", StatusCode.OK: "Ok", StatusCode.ERROR: "Error"}
+
+# R2 key remapping (GetDDKeyForOTLPAttribute, HTTP mappings), span and resource attributes.
+_HTTP_KEY_MAP = {
+    "client.address": "http.client_ip",
+    "http.response.body.size": "http.response.content_length",
+    "http.response.status_code": "http.status_code",
+    "http.request.body.size": "http.request.content_length",
+    "http.request.header.referrer": "http.referrer",
+    "http.request.method": "http.method",
+    "network.protocol.version": "http.version",
+    "server.address": "http.server_name",
+    "url.full": "http.url",
+    "user_agent.original": "http.useragent",
+}
+_FIELD_KEYS = frozenset(("service.name", "operation.name", "resource.name", "span.type"))
+_KEY_CACHE: dict[str, str] = {}
+
+
+def _dd_key(k: str) -> str:
+    """The Datadog meta/metrics key of an OTel attribute key, memoised (bounded)."""
+    dk = _KEY_CACHE.get(k)
+    if dk is None:
+        dk = _HTTP_KEY_MAP.get(k)
+        if dk is None:
+            if k.startswith("http.request.header."):
+                dk = "http.request.headers." + k[len("http.request.header.") :]
+            else:
+                dk = k
+        dk = truncate_meta_key(dk)
+        if len(_KEY_CACHE) < 4096:
+            _KEY_CACHE[k] = dk
+    return dk
+
+
+def _go_float(f: float) -> str:
+    """Format a float as Go's ``encoding/json`` does (ES6 style): 2.0 -> 2, 1e21 -> 1e+21."""
+    if f == 0:
+        return "0"
+    a = abs(f)
+    if a < 1e21 and f == int(f):
+        return str(int(f))
+    r = repr(f)
+    if 1e-6 <= a < 1e21:
+        if "e" in r:
+            return format(decimal.Decimal(r), "f")
+        return r
+    mant, _, exp = r.partition("e")
+    sign = "-" if exp.startswith("-") else "+"
+    return f"{mant}e{sign}{exp.lstrip('+-').lstrip('0') or '0'}"
+
+
+def _json_str(s: str) -> str:
+    # Go's json.Marshal escapes <, >, & and U+2028/2029; keep non-ASCII as UTF-8.
+    out = json.dumps(s, ensure_ascii=False)
+    if "<" in out or ">" in out or "&" in out or "\u2028" in out or "\u2029" in out:
+        out = (
+            out.replace("<", "\\u003c")
+            .replace(">", "\\u003e")
+            .replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028")
+            .replace("\u2029", "\\u2029")
+        )
+    return out
+
+
+def _json_value(v: Any) -> str:
+    """Typed JSON of an attribute value, Go formatting (pdata ``AsRaw`` + ``json.Marshal``)."""
+    if isinstance(v, str):
+        return _json_str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        # UNCERTAIN: Go's json.Marshal fails on NaN/Inf (the Agent then writes "redacted" for the
+        # whole value); we keep the information as a JSON string instead.
+        return _go_float(v) if math.isfinite(v) else _json_str(_float_str(v))
+    if isinstance(v, (bytes, bytearray)):
+        return _json_str(base64.b64encode(bytes(v)).decode("ascii"))
+    if isinstance(v, Mapping):
+        return "{" + ",".join(_json_str(str(k)) + ":" + _json_value(x) for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_json_value(x) for x in v) + "]"
+    if v is None:
+        return "null"
+    return _json_str(str(v))
+
+
+def _float_str(f: float) -> str:
+    if f != f:
+        return "NaN"
+    if math.isinf(f):
+        return "+Inf" if f > 0 else "-Inf"
+    return _go_float(f)
+
+
+def _as_string(v: Any) -> str:
+    """pdata ``Value.AsString``: how a non-string attribute becomes a meta value."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return _float_str(v)
+    if isinstance(v, (bytes, bytearray)):
+        return base64.b64encode(bytes(v)).decode("ascii")
+    if v is None:
+        return ""
+    return _json_value(v)
+
+
+def _attrs(obj: Any) -> Mapping[str, Any]:
+    """The plain attribute dict of a span/event/link/resource/scope (private fast path)."""
+    a = getattr(obj, "_attributes", None)
+    d = getattr(a, "_dict", None)
+    if type(d) is dict:
+        return d
+    pub = getattr(obj, "attributes", None)
+    return pub if pub is not None else _EMPTY
+
+
+# Typed concept lookups (translation.md §0.2): key order is the outer loop, span before resource.
+def _str_concept(keys: tuple[str, ...], a: Mapping[str, Any], r: Mapping[str, Any]) -> str:
+    for k in keys:
+        v = a.get(k)
+        if type(v) is str and v:
+            return v
+        v = r.get(k)
+        if type(v) is str and v:
+            return v
+    return ""
+
+
+def _int_of(v: Any, allow_str: bool) -> int | None:
+    t = type(v)
+    if t is int:
+        return int(v)
+    if t is float and math.isfinite(v) and v == int(v):
+        return int(v)
+    if allow_str and t is str:
+        try:
+            return int(v.strip(), 10)
+        except ValueError:
+            try:
+                f = float(v)
+            except ValueError:
+                return None
+            return int(f) if math.isfinite(f) and f == int(f) else None
+    return None
+
+
+_STATUS_CODE_KEYS = (
+    ("http.status_code", False),
+    ("http.status_code", True),
+    ("http.response.status_code", False),
+    ("http.response.status_code", True),
+)
+
+
+def _status_code(a: Mapping[str, Any], r: Mapping[str, Any]) -> int | None:
+    for k, allow_str in _STATUS_CODE_KEYS:
+        for src in (a, r):
+            v = src.get(k)
+            if v is None:
+                continue
+            if not allow_str and type(v) is str:
+                continue
+            code = _int_of(v, allow_str)
+            if code is not None:
+                return code
+    return None
+
+
+_GRPC_KEYS = ("rpc.grpc.status_code", "grpc.code", "rpc.grpc.status.code", "grpc.status.code")
+
+
+def _grpc_code(a: Mapping[str, Any], r: Mapping[str, Any]) -> str:
+    for k in _GRPC_KEYS:
+        for src in (a, r):
+            v = src.get(k)
+            if type(v) is str and v:
+                return v
+        for src in (a, r):
+            v = src.get(k)
+            iv = _int_of(v, False) if type(v) is not bool else None
+            if iv is not None:
+                return str(iv)
+    # UNCERTAIN (§0.2): the registry's `when` condition on rpc.response.status_code; we enforce
+    # it (only for gRPC spans), the conservative reading.
+    sys_name = _str_concept(("rpc.system.name",), a, r)
+    if sys_name == "grpc" or (not sys_name and _str_concept(("rpc.system",), a, r) == "grpc"):
+        v = a.get("rpc.response.status_code", r.get("rpc.response.status_code"))
+        if type(v) is str and v:
+            return v
+        iv = _int_of(v, False) if type(v) is not bool else None
+        if iv is not None:
+            return str(iv)
+    return ""
+
+
+_GO_STATUS_TEXT = {
+    100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints",
+    200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
+    204: "No Content", 205: "Reset Content", 206: "Partial Content", 207: "Multi-Status",
+    208: "Already Reported", 226: "IM Used", 300: "Multiple Choices", 301: "Moved Permanently",
+    302: "Found", 303: "See Other", 304: "Not Modified", 305: "Use Proxy",
+    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
+    401: "Unauthorized", 402: "Payment Required", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 406: "Not Acceptable", 407: "Proxy Authentication Required",
+    408: "Request Timeout", 409: "Conflict", 410: "Gone", 411: "Length Required",
+    412: "Precondition Failed", 413: "Request Entity Too Large", 414: "Request URI Too Long",
+    415: "Unsupported Media Type", 416: "Requested Range Not Satisfiable",
+    417: "Expectation Failed", 418: "I'm a teapot", 421: "Misdirected Request",
+    422: "Unprocessable Entity", 423: "Locked", 424: "Failed Dependency", 425: "Too Early",
+    426: "Upgrade Required", 428: "Precondition Required", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 451: "Unavailable For Legal Reasons",
+    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+    506: "Variant Also Negotiates", 507: "Insufficient Storage", 508: "Loop Detected",
+    510: "Not Extended", 511: "Network Authentication Required",
+}
+
+# R2 db.system -> span type (translation.md §4).
+_SQL_SYSTEMS = frozenset(
+    "other_sql mssql mysql oracle db2 postgresql redshift cloudscape hsqldb maxdb ingres "
+    "firstsql edb cache firebird derby informix mariadb sqlite sybase teradata vertica h2 "
+    "coldfusion cockroachdb progress hanadb adabas filemaker instantdb interbase netezza "
+    "pervasive pointbase clickhouse".split()
+)
+_DB_TYPES = {
+    "cassandra": "cassandra", "redis": "redis", "memcached": "memcached", "mongodb": "mongodb",
+    "elasticsearch": "elasticsearch", "opensearch": "opensearch",
+}
+
+
+def _db_type(system: str) -> str:
+    s = normalize_tag_value(system)
+    if s in _SQL_SYSTEMS:
+        return "sql"
+    return _DB_TYPES.get(s, "db")
+
+
+# --------------------------------------------------------------------------- per resource
+
+_REJECTED_HOSTS = frozenset(
+    ("0.0.0.0", "127.0.0.1", "localhost", "localhost.localdomain", "localhost6.localdomain6",
+     "ip6-localhost")
+)
+
+
+def _resource_hostname(r: Mapping[str, Any]) -> str:
+    """Hostname from resource attributes (translation.md §1.4); "" when none."""
+    def ok(v: Any) -> str:
+        s = _as_string(v) if v is not None else ""
+        return s if s and s not in _REJECTED_HOSTS else ""
+
+    for key in ("host", "datadog.host.name"):
+        h = ok(r.get(key))
+        if h:
+            return h
+    if str(r.get("aws.ecs.launchtype", "")).lower() == "fargate":
+        return ""
+    node = ok(r.get("k8s.node.name"))
+    if node:
+        cluster = ok(r.get("k8s.cluster.name"))
+        return f"{node}-{cluster}" if cluster else node
+    # UNCERTAIN (§1.4 step 4): the cloud-provider helpers were not read; for aws/gcp/azure we
+    # fall through to host.id / host.name, which those helpers also start from.
+    for key in ("host.id", "host.name"):
+        h = ok(r.get(key))
+        if h:
+            return h
+    return ""
+
+
+@dataclass(slots=True)
+class _ResourceInfo:
+    attrs: Mapping[str, Any]
+    service: str  # normalized resource-level service
+    meta: list[tuple[str, str]]  # remapped resource attributes as strings, in order
+    hostname: str
+    payload: PayloadInfo
+
+
+_ENV_KEYS = ("deployment.environment.name", "deployment.environment")
+
+
+def _resource_info(res_attrs: Mapping[str, Any], opts: TranslateOptions) -> _ResourceInfo:
+    attrs: dict[str, Any] = dict(opts.tags)
+    attrs.update(res_attrs)
+    if opts.service is not None:
+        attrs["service.name"] = opts.service
+    if opts.env is not None:
+        attrs.pop("deployment.environment", None)
+        attrs["deployment.environment.name"] = opts.env
+    if opts.version is not None:
+        attrs["service.version"] = opts.version
+    svc = attrs.get("service.name")
+    service = normalize_service(svc) if type(svc) is str and svc else "otlpresourcenoservicename"
+    meta: list[tuple[str, str]] = []
+    for k, v in attrs.items():
+        if k in _FIELD_KEYS:
+            continue
+        meta.append((_dd_key(k), truncate_meta_value(_as_string(v))))
+    hostname = _resource_hostname(attrs)
+    env = normalize_tag_value(_str_concept(_ENV_KEYS, _EMPTY, attrs))
+    lang = attrs.get("telemetry.sdk.language")
+    sdk_version = attrs.get("telemetry.sdk.version")
+    container_id = _str_concept(("container.id", "k8s.pod.uid"), _EMPTY, attrs)
+    payload = PayloadInfo(
+        hostname=hostname,
+        env=env,
+        app_version=_str_concept(("service.version",), _EMPTY, attrs),
+        container_id=container_id,
+        language_name=lang if type(lang) is str and lang else "python",
+        tracer_version=(
+            f"otlp-{sdk_version}" if type(sdk_version) is str and sdk_version
+            else f"otel-dd-bridge-{__version__}"
+        ),
+    )
+    return _ResourceInfo(attrs, service, meta, hostname, payload)
+
+
+class _Cache:
+    """Bounded identity caches, owned by one translation call or one exporter."""
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self.resources: dict[int, tuple[Any, _ResourceInfo]] = {}
+        self.scopes: dict[int, tuple[Any, list[tuple[str, str]], list[tuple[str, str]]]] = {}
+
+    def resource(self, res: Any, opts: TranslateOptions) -> _ResourceInfo:
+        hit = self.resources.get(id(res))
+        if hit is not None and hit[0] is res:
+            return hit[1]
+        info = _resource_info(_attrs(res) if res is not None else _EMPTY, opts)
+        if len(self.resources) >= self.bound:
+            self.resources.clear()
+        self.resources[id(res)] = (res, info)
+        return info
+
+    def scope(self, scope: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        hit = self.scopes.get(id(scope))
+        if hit is not None and hit[0] is scope:
+            return hit[1], hit[2]
+        lib: list[tuple[str, str]] = []
+        extra: list[tuple[str, str]] = []
+        if scope is not None:
+            name, version = getattr(scope, "name", "") or "", getattr(scope, "version", "") or ""
+            if name:
+                lib += [("otel.library.name", name), ("otel.scope.name", name)]
+            if version:
+                lib += [("otel.library.version", version), ("otel.scope.version", version)]
+            for k, v in (getattr(scope, "attributes", None) or {}).items():
+                extra.append((truncate_meta_key(k), truncate_meta_value(_as_string(v))))
+        if len(self.scopes) >= self.bound:
+            self.scopes.clear()
+        self.scopes[id(scope)] = (scope, lib, extra)
+        return lib, extra
+
+
+# --------------------------------------------------------------------------- naming rules
+
+
+def _operation_name_v2(kind: SpanKind, a: Mapping[str, Any], r: Mapping[str, Any]) -> str:
+    """Operation name N2 (translation.md §2.3), before NormalizeName."""
+    op = _str_concept(("operation.name",), a, r)
+    if op:
+        return normalize_tag_value(op)
+    server, client = kind is SpanKind.SERVER, kind is SpanKind.CLIENT
+    if _str_concept(("http.request.method", "http.method"), a, r):
+        if server:
+            return "http.server.request"
+        if client:
+            return "http.client.request"
+    if client:
+        db = _str_concept(("db.system.name", "db.system"), a, r)
+        if db:
+            return normalize_tag_value(db) + ".query"
+    msys = _str_concept(("messaging.system",), a, r)
+    mop = _str_concept(("messaging.operation",), a, r)
+    if msys and mop and kind is not SpanKind.INTERNAL:
+        return normalize_tag_value(msys) + "." + normalize_tag_value(mop)
+    rpc = _str_concept(("rpc.system",), a, r)
+    if rpc:
+        if client and rpc == "aws-api":
+            svc = _str_concept(("rpc.service",), a, r)
+            return f"aws.{normalize_tag_value(svc)}.request" if svc else "aws.client.request"
+        if client:
+            return normalize_tag_value(rpc) + ".client.request"
+        if server:
+            return normalize_tag_value(rpc) + ".server.request"
+    if client:
+        prov = _str_concept(("faas.invoked_provider",), a, r)
+        fname = _str_concept(("faas.invoked_name",), a, r)
+        if prov and fname:
+            return f"{normalize_tag_value(prov)}.{normalize_tag_value(fname)}.invoke"
+    if server:
+        trig = _str_concept(("faas.trigger",), a, r)
+        if trig:
+            return normalize_tag_value(trig) + ".invoke"
+    if _str_concept(("graphql.operation.type",), a, r):
+        return "graphql.server.request"
+    if server or client:
+        proto = _str_concept(("network.protocol.name",), a, r)
+        side = "server" if server else "client"
+        if proto:
+            return f"{normalize_tag_value(proto)}.{side}.request"
+        return f"{side}.request"
+    if kind is SpanKind.PRODUCER:
+        return "Producer"
+    if kind is SpanKind.CONSUMER:
+        return "Consumer"
+    return "Internal"
+
+
+def _operation_name_v1(
+    span: ReadableSpan, kind: SpanKind, a: Mapping[str, Any], r: Mapping[str, Any],
+    opts: TranslateOptions,
+) -> str:
+    """Operation name N1 (legacy, §2.2): resource-first lookups, ``<scope>.<kind>``."""
+    op = r.get("operation.name") or a.get("operation.name")
+    if type(op) is str and op:
+        name = op
+    elif opts.span_name_as_resource_name:
+        name = span.name
+    else:
+        scope = span.instrumentation_scope
+        prefix = (scope.name if scope is not None else "") or "opentelemetry"
+        name = f"{prefix}.{_KIND_META.get(kind, 'internal')}"
+    return opts.span_name_remappings.get(name, name)
+
+
+def _resource_v2(
+    span: ReadableSpan, kind: SpanKind, a: Mapping[str, Any], r: Mapping[str, Any]
+) -> str:
+    """Resource N2 (translation.md §3.1)."""
+    res = _str_concept(("resource.name",), a, r)
+    if res:
+        return res
+    method = _str_concept(("http.request.method", "http.method"), a, r)
+    if method:
+        if method == "_OTHER":
+            method = "HTTP"
+        if kind is SpanKind.CLIENT:
+            tmpl = _str_concept(("url.template",), a, r)
+            return f"{method} {tmpl}" if tmpl else method
+        if kind is SpanKind.SERVER:
+            route = _str_concept(("http.route",), a, r)
+            return f"{method} {route}" if route else method
+        return method
+    mop = _str_concept(("messaging.operation",), a, r)
+    if mop:
+        dest = _str_concept(("messaging.destination", "messaging.destination.name"), a, r)
+        return f"{mop} {dest}" if dest else mop
+    rpc_method = _str_concept(("rpc.method",), a, r)
+    if rpc_method:
+        svc = _str_concept(("rpc.service",), a, r)
+        return f"{rpc_method} {svc}" if svc else rpc_method
+    gql = _str_concept(("graphql.operation.type",), a, r)
+    if gql:
+        gname = _str_concept(("graphql.operation.name",), a, r)
+        return f"{gql} {gname}" if gname else gql
+    if _str_concept(("db.system.name", "db.system"), a, r):
+        stmt = _str_concept(("db.statement", "db.query.text"), a, r)
+        if stmt:
+            return stmt
+    return span.name
+
+
+def _resource_v1(span: ReadableSpan, a: Mapping[str, Any], r: Mapping[str, Any]) -> str:
+    """Resource N1 (legacy, §3.2): resource-first lookups, route for any kind."""
+    def get(*keys: str) -> str:
+        for k in keys:
+            for src in (r, a):
+                v = src.get(k)
+                if type(v) is str and v:
+                    return v
+        return ""
+
+    res = get("resource.name")
+    if res:
+        return res
+    method = get("http.request.method", "http.method")
+    if method:
+        route = get("http.route")
+        return f"{method} {route}" if route else method
+    mop = get("messaging.operation")
+    if mop:
+        dest = get("messaging.destination", "messaging.destination.name")
+        return f"{mop} {dest}" if dest else mop
+    rpc_method = get("rpc.method")
+    if rpc_method:
+        svc = get("rpc.service")
+        return f"{rpc_method} {svc}" if svc else rpc_method
+    gql = get("graphql.operation.type")
+    if gql:
+        gname = get("graphql.operation.name")
+        return f"{gql} {gname}" if gname else gql
+    return span.name
+
+
+def _span_type(kind: SpanKind, a: Mapping[str, Any], r: Mapping[str, Any]) -> str:
+    """Span type (translation.md §4)."""
+    for k in a:
+        if k.startswith("gen_ai."):
+            return "llm"
+    t = _str_concept(("span.type",), a, r)
+    if t:
+        return t
+    if kind is SpanKind.SERVER:
+        return "web"
+    if kind is SpanKind.CLIENT:
+        db = _str_concept(("db.system.name", "db.system"), a, r)
+        return _db_type(db) if db else "http"
+    return "custom"
+
+
+# --------------------------------------------------------------------------- events, links
+
+
+def _events_json(events: Sequence[Any]) -> str:
+    parts = []
+    for ev in events:
+        items = []
+        ts = getattr(ev, "timestamp", 0) or 0
+        if ts:
+            items.append(f'"time_unix_nano":{int(ts)}')
+        if ev.name:
+            items.append('"name":' + _json_str(ev.name))
+        attrs = _attrs(ev)
+        if attrs:
+            items.append('"attributes":' + _json_value(attrs))
+        dropped = getattr(getattr(ev, "attributes", None), "dropped", 0) or 0
+        if dropped:
+            items.append(f'"dropped_attributes_count":{int(dropped)}')
+        parts.append("{" + ",".join(items) + "}")
+    return "[" + ",".join(parts) + "]"
+
+
+def _links_json(links: Sequence[Any]) -> str:
+    parts = []
+    for link in links:
+        ctx = link.context
+        items = [f'"trace_id":"{ctx.trace_id:032x}"', f'"span_id":"{ctx.span_id:016x}"']
+        ts = ctx.trace_state.to_header() if ctx.trace_state else ""
+        if ts:
+            items.append('"tracestate":' + _json_str(ts))
+        attrs = _attrs(link)
+        if attrs:
+            items.append(
+                '"attributes":{'
+                + ",".join(_json_str(k) + ":" + _json_str(_as_string(v)) for k, v in attrs.items())
+                + "}"
+            )
+        dropped = getattr(link, "dropped_attributes", 0) or 0
+        if dropped:
+            items.append(f'"dropped_attributes_count":{int(dropped)}')
+        parts.append("{" + ",".join(items) + "}")
+    return "[" + ",".join(parts) + "]"
+
+
+# --------------------------------------------------------------------------- one span
+
+
+def _apply_hook(
+    hook: Hook, span: ReadableSpan, dd: DDSpan, result: TranslateResult
+) -> str | None:
+    try:
+        v = hook(span, dd)
+    except Exception:  # noqa: BLE001 - user code must not break the export
+        result.hook_errors += 1
+        logger.debug("mapping hook %r raised; keeping the computed value", hook, exc_info=True)
+        return None
+    return v if isinstance(v, str) else None
+
+
+def _translate_span(
+    span: ReadableSpan, opts: TranslateOptions, cache: _Cache, result: TranslateResult
+) -> tuple[DDSpan, _ResourceInfo, int, int | None] | None:
+    ctx = span.context
+    if ctx is None:
+        return None
+    trace_id128 = ctx.trace_id
+    span_id = ctx.span_id & _U64
+    trace_low = trace_id128 & _U64
+    if not trace_low or not span_id:
+        return None
+    parent = span.parent
+    parent_id = (parent.span_id & _U64) if parent is not None else 0
+    if parent_id == span_id:
+        parent_id = 0  # the Agent normalizer's rule for self-parented spans
+
+    rinfo = cache.resource(span.resource, opts)
+    r = rinfo.attrs
+    a = _attrs(span)
+    kind = span.kind if isinstance(span.kind, SpanKind) else SpanKind.INTERNAL
+
+    # 1. span fields
+    svc_attr = a.get("service.name")
+    service = normalize_service(svc_attr) if type(svc_attr) is str and svc_attr else rinfo.service
+    if opts.legacy_naming:
+        name = _operation_name_v1(span, kind, a, r, opts)
+        resource = _resource_v1(span, a, r)
+    else:
+        name = _operation_name_v2(kind, a, r)
+        resource = _resource_v2(span, kind, a, r)
+    span_type = _span_type(kind, a, r)
+    status = span.status
+    status_code = status.status_code if status is not None else StatusCode.UNSET
+    error = 1 if status_code is StatusCode.ERROR else 0
+
+    meta: dict[str, str] = {"span.kind": _KIND_META.get(kind, "internal")}
+    metrics: dict[str, float | int] = {}
+
+    # 2. status code metric, grpc code, top-level / measured, sample rate, tracestate
+    code = _status_code(a, r)
+    if code is not None and code >= 0:
+        metrics["http.status_code"] = code
+    grpc = _grpc_code(a, r)
+    if grpc:
+        meta["rpc.grpc.status_code"] = grpc
+    is_root = parent is None
+    if opts.top_level == "by_kind":
+        if is_root or kind is SpanKind.SERVER or kind is SpanKind.CONSUMER:
+            metrics["_top_level"] = 1
+        if kind is SpanKind.CLIENT or kind is SpanKind.PRODUCER:
+            metrics["_dd.measured"] = 1
+    elif is_root or parent.is_remote or (  # type: ignore[union-attr]
+        type(svc_attr) is str and svc_attr and service != rinfo.service
+    ):
+        metrics["_top_level"] = 1
+    measured = a.get("_dd.measured", r.get("_dd.measured"))
+    if type(measured) in (int, float) and measured == 1:
+        metrics["_dd.measured"] = 1
+    sample_rate = a.get("_sample_rate")
+    if type(sample_rate) is int or type(sample_rate) is float:
+        metrics["_sample_rate"] = float(sample_rate)
+    tracestate = ctx.trace_state.to_header() if ctx.trace_state else ""
+    if tracestate:
+        meta["w3c.tracestate"] = tracestate
+
+    # 3. span attributes, one pass
+    for k, v in a.items():
+        t = type(v)
+        if k in _FIELD_KEYS:
+            continue
+        if t is str:
+            if k == "analytics.event":
+                metrics["_dd1.sr.eausr"] = 1 if v.strip().lower() in ("true", "1", "t") else 0
+                continue
+            dk = _dd_key(k)
+            if not meta.get(dk):
+                meta[dk] = truncate_meta_value(v)
+        elif t is bool:
+            if k == "analytics.event":
+                metrics["_dd1.sr.eausr"] = 1 if v else 0
+                continue
+            dk = _dd_key(k)
+            if not meta.get(dk):
+                meta[dk] = "true" if v else "false"
+        elif t is int or t is float:
+            if k == "sampling.priority" or k == "_sampling_priority_v1":
+                metrics["_sampling_priority_v1"] = v
+                continue
+            if k == "analytics.event":
+                metrics["_dd1.sr.eausr"] = 1 if v else 0
+                continue
+            dk = _dd_key(k)
+            if dk not in metrics:
+                # UNCERTAIN: NaN/Inf cannot be float64-JSON'd by some consumers; the Agent keeps
+                # them in metrics. We drop non-finite metrics (libdatadog's agentless encoder does).
+                if t is float and not math.isfinite(v):
+                    continue
+                metrics[dk] = v
+        else:
+            dk = _dd_key(k)
+            if not meta.get(dk):
+                meta[dk] = truncate_meta_value(_as_string(v))
+
+    # 4. otel.trace_id, version
+    meta["otel.trace_id"] = f"{trace_id128:032x}"
+    if "version" not in meta:
+        ver = _str_concept(("service.version",), a, r)
+        if ver:
+            meta["version"] = normalize_tag_value(ver)
+
+    # 5. events and links
+    events = span.events
+    if events:
+        meta["events"] = truncate_meta_value(_events_json(events))
+        for ev in events:
+            if ev.name == "exception":
+                meta["_dd.span_events.has_exception"] = "true"
+                break
+    links = span.links
+    if links:
+        meta["_dd.span_links"] = truncate_meta_value(_links_json(links))
+
+    # 6. scope and status
+    lib, scope_attrs = cache.scope(span.instrumentation_scope)
+    for k, v in lib:
+        meta[k] = v
+    meta["otel.status_code"] = _STATUS_META.get(status_code, "Unset")
+    desc = status.description if status is not None else None
+    if desc:
+        meta["otel.status_description"] = truncate_meta_value(desc)
+
+    # 7. error tags (§6)
+    if error and not ("error.msg" in meta and "error.type" in meta and "error.stack" in meta):
+        if opts.error_tags_from_events and events:
+            for ev in events:
+                if ev.name.lower() != "exception":
+                    continue
+                ea = _attrs(ev)
+                for src, dst in (
+                    ("exception.message", "error.msg"),
+                    ("exception.type", "error.type"),
+                    ("exception.stacktrace", "error.stack"),
+                ):
+                    if src in ea:
+                        meta[dst] = truncate_meta_value(_as_string(ea[src]))
+        if "error.msg" not in meta:
+            if desc:
+                meta["error.msg"] = truncate_meta_value(desc)
+            else:
+                raw = meta.get("http.status_code") or meta.get("http.response.status_code")
+                if raw:
+                    icode = _int_of(raw, True)
+                    if icode is not None:
+                        text = _GO_STATUS_TEXT.get(icode)
+                        meta["error.msg"] = f"{icode} {text}" if text else str(icode)
+                    else:
+                        meta["error.msg"] = raw
+
+    # 8. env
+    if "env" not in meta:
+        env = _str_concept(_ENV_KEYS, a, r)
+        if env:
+            meta["env"] = normalize_tag_value(env)
+    elif meta["env"]:
+        meta["env"] = normalize_tag_value(meta["env"])
+
+    # 9. resource attributes (fill in only); 10. scope attributes (overwrite)
+    for k, v in rinfo.meta:
+        if not meta.get(k):
+            meta[k] = v
+    for k, v in scope_attrs:
+        meta[k] = v
+
+    # 11. db.name from db.namespace
+    if "db.name" not in meta:
+        ns = _str_concept(("db.namespace",), a, r)
+        if ns:
+            meta["db.name"] = ns
+
+    # normalizer: http.status_code meta must be a valid code
+    sc = meta.get("http.status_code")
+    if sc is not None:
+        icode = _int_of(sc, True)
+        if icode is None or not 100 <= icode <= 599:
+            del meta["http.status_code"]
+
+    start = span.start_time or 0
+    end = span.end_time or start
+    duration = end - start if end >= start else 0
+
+    dd = DDSpan(
+        trace_id=trace_low,
+        span_id=span_id,
+        parent_id=parent_id,
+        service=service,
+        name=normalize_name(name),
+        resource=truncate_utf8(resource, MAX_RESOURCE_LEN) or normalize_name(name),
+        type=truncate_utf8(span_type, MAX_TYPE_LEN),
+        start=start,
+        duration=duration,
+        error=error,
+        meta=meta,
+        metrics=metrics,
+    )
+    if opts.service_hook is not None:
+        v2 = _apply_hook(opts.service_hook, span, dd, result)
+        if v2 is not None:
+            dd.service = normalize_service(v2)
+    if opts.name_hook is not None:
+        v2 = _apply_hook(opts.name_hook, span, dd, result)
+        if v2 is not None:
+            dd.name = normalize_name(v2)
+    if opts.resource_hook is not None:
+        v2 = _apply_hook(opts.resource_hook, span, dd, result)
+        if v2 is not None:
+            dd.resource = truncate_utf8(v2, MAX_RESOURCE_LEN) or dd.name
+    user_priority = metrics.get("_sampling_priority_v1")
+    prio = int(user_priority) if user_priority is not None else None
+    return dd, rinfo, trace_id128 >> 64, prio
+
+
+# --------------------------------------------------------------------------- chunks
+
+_KNUTH = 1111111111111111111
+
+
+def _finish_chunk(
+    chunk: TraceChunk, high: int, user_prio: int | None, is_root_first: bool,
+    opts: TranslateOptions, rinfo: _ResourceInfo,
+) -> None:
+    first = chunk.spans[0]
+    if user_prio is not None:
+        prio, dm = user_prio, "-4"
+    else:
+        pct = opts.sampling_percentage
+        rate = pct / 100.0
+        if rate <= 0 or rate >= 1:
+            prio, dm = 1, "-9"
+        else:
+            keep = ((first.trace_id * _KNUTH) & _U64) < rate * 18446744073709551616.0
+            prio, dm = (1 if keep else 0), "-9"
+        if 0 < rate < 1:
+            chunk.tags["_dd.otlp_sr"] = f"{rate:.2f}"
+    chunk.priority = prio
+    first.metrics["_sampling_priority_v1"] = prio
+    if prio in (1, 2):
+        first.meta["_dd.p.dm"] = dm
+        chunk.tags["_dd.p.dm"] = dm
+    if opts.emit_p_tid and high:
+        first.meta["_dd.p.tid"] = f"{high:016x}"
+    if opts.emit_root_hostname and rinfo.hostname:
+        for s in chunk.spans:
+            if s.parent_id == 0:
+                s.meta["_dd.hostname"] = rinfo.hostname
+    chunk.payload = rinfo.payload
+
+
+def translate_spans_with_stats(
+    spans: Sequence[ReadableSpan], options: TranslateOptions, *, _cache: _Cache | None = None
+) -> TranslateResult:
+    """Translate a batch; never raises. Untranslatable spans are skipped and counted."""
+    result = TranslateResult(chunks=[])
+    cache = _cache if _cache is not None else _Cache(options.max_cached_resources)
+    groups: dict[tuple[int, int], tuple[TraceChunk, int, list[int | None], _ResourceInfo]] = {}
+    for span in spans:
+        try:
+            out = _translate_span(span, options, cache, result)
+        except Exception:  # noqa: BLE001 - bad span data must not break the batch
+            logger.debug("could not translate span %r", getattr(span, "name", "?"), exc_info=True)
+            out = None
+        if out is None:
+            result.dropped += 1
+            continue
+        dd, rinfo, high, prio = out
+        key = (id(rinfo), dd.trace_id)
+        g = groups.get(key)
+        if g is None:
+            g = (TraceChunk(spans=[]), high, [None], rinfo)
+            groups[key] = g
+            result.chunks.append(g[0])
+        g[0].spans.append(dd)
+        if prio is not None:
+            g[2][0] = prio  # last span seen wins (§7.2)
+    for chunk, high, prio_box, rinfo in groups.values():
+        _finish_chunk(chunk, high, prio_box[0], False, options, rinfo)
+    return result
+
+
+def translate_spans(spans: Sequence[ReadableSpan], options: TranslateOptions) -> list[TraceChunk]:
+    """Translate a batch of finished OTel spans into Datadog trace chunks (never raises)."""
+    return translate_spans_with_stats(spans, options).chunks
