@@ -1,0 +1,57 @@
+"""Transport hygiene: suppressed instrumentation, filtered httpx logs, one attempt, no raise."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+from opentelemetry import context as otel_context
+
+from otel_dd_bridge.config import parse_agent_url
+from otel_dd_bridge.transport import HttpTransport, agent_headers
+
+
+def test_requests_run_with_instrumentation_suppressed() -> None:
+    seen: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY))
+        seen.append(otel_context.get_value(otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY))
+        return httpx.Response(200, content=b"{}")
+
+    t = HttpTransport(parse_agent_url("http://127.0.0.1:1"), timeout=1,
+                      _transport=httpx.MockTransport(handler))
+    assert t.send("PUT", "/v0.4/traces", b"\x90", {}).ok
+    assert seen == [True, True]
+    assert otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY) is None
+    t.close()
+
+
+def test_own_httpx_info_logs_are_filtered(caplog) -> None:
+    t = HttpTransport(parse_agent_url("http://127.0.0.1:1"), timeout=1,
+                      _transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        t.send("PUT", "/v0.4/traces", b"", {})
+        logging.getLogger("httpx").info("a user's own httpx line")
+    msgs = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert msgs == ["a user's own httpx line"]
+    t.close()
+
+
+def test_send_never_raises() -> None:
+    def boom(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("broken transport")
+
+    t = HttpTransport(parse_agent_url("http://127.0.0.1:1"), timeout=1,
+                      _transport=httpx.MockTransport(boom))
+    r = t.send("PUT", "/x", b"", {})
+    assert r.status == 0 and "broken transport" in (r.error or "")
+    t.close()
+    assert t.send("PUT", "/x", b"", {}).error == "transport closed"
+
+
+def test_headers() -> None:
+    h = agent_headers(computed_stats=True)
+    assert h["Datadog-Meta-Lang"] == "python"
+    assert h["Datadog-Client-Computed-Stats"] == "true"
+    assert h["User-Agent"].startswith("otel-dd-bridge/")
