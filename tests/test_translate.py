@@ -193,6 +193,136 @@ CASES = [
          dict(resource={"service.name": "res"}), fields=dict(service="cfg"),
          options={"service": "cfg", "env": "E1", "tags": {"team": "t", "env": "zzz"}},
          meta={"env": "e1", "team": "t"}),
+    Case("TV6 old+new HTTP keys: new inserted first wins", "§5.6 step 3",
+         dict(attributes={"http.request.method": "POST", "http.response.status_code": "201",
+                          "http.method": "SHOULD NOT BE USED", "http.status_code": "SHOULD NOT"},
+              status=Status(StatusCode.ERROR)),
+         meta={"http.method": "POST", "http.status_code": "201", "error.msg": "201 Created"}),
+    Case("TV7 status description", "§6.2 rule 1",
+         dict(status=Status(StatusCode.ERROR, "Error number #24")),
+         meta={"error.msg": "Error number #24"}, absent=("error.type", "error.stack")),
+    Case("TV7 string 403", "§6.2 rule 2",
+         dict(attributes={"http.response.status_code": "403"}, status=Status(StatusCode.ERROR)),
+         meta={"error.msg": "403 Forbidden"}),
+    Case("TV7 OTher event ignored", "§6.1",
+         dict(status=Status(StatusCode.ERROR), events=[Event("OTher", {"exception.message": "x"})]),
+         absent=("error.msg",)),
+    Case("§6.2 code without Go text", "§6.2 rule 2",
+         dict(attributes={"http.status_code": "599"}, status=Status(StatusCode.ERROR)),
+         meta={"error.msg": "599", "http.status_code": "599"}),
+    Case("TV8/N1 messaging resource", "§3.2",
+         dict(attributes={"messaging.operation": "process", "messaging.destination.name": "Queue1",
+                          "messaging.destination": "Queue2"}),
+         fields=dict(resource="process Queue2"), options={"span_name_as_resource_name": True}),
+    Case("TV8/N1 rpc resource", "§3.2", dict(attributes={"rpc.service": "SVC", "rpc.method": "M"}),
+         fields=dict(resource="M SVC"), options={"span_name_as_resource_name": True}),
+    Case("TV8/N1 graphql name alone ignored", "§3.2",
+         dict(name="span-name", attributes={"graphql.operation.name": "myQuery"}),
+         fields=dict(resource="span-name"), options={"span_name_as_resource_name": True}),
+    Case("TV8/N1 graphql type and name", "§3.2",
+         dict(attributes={"graphql.operation.type": "query", "graphql.operation.name": "myQuery"}),
+         fields=dict(resource="query myQuery"), options={"span_name_as_resource_name": True}),
+    Case("TV11 messaging resource", "§3.1 rule 3",
+         dict(kind=SpanKind.CLIENT, attributes={"messaging.operation": "send",
+                                               "messaging.destination": "example.com"}),
+         fields=dict(resource="send example.com")),
+    Case("TV11 graphql server", "§2.3 row 10, §3.1 rule 5",
+         dict(kind=SpanKind.SERVER, attributes={"graphql.operation.type": "query",
+                                               "graphql.operation.name": "myQuery"}),
+         fields=dict(resource="query myQuery", name="graphql.server.request")),
+    Case("TV11 resource.name override", "§3.1 rule 1",
+         dict(kind=SpanKind.SERVER, attributes={"resource.name": "custom-resource",
+                                               "http.request.method": "GET"}),
+         fields=dict(resource="custom-resource")),
+    Case("TV11 db.system only uses span name", "§3.1 rule 7",
+         dict(name="conn", kind=SpanKind.CLIENT, attributes={"db.system": "mysql"}),
+         fields=dict(resource="conn")),
+    Case("TV10 faas client", "§2.3 row 8",
+         dict(kind=SpanKind.CLIENT, attributes={"faas.invoked_provider": "gcp",
+                                               "faas.invoked_name": "foo"}),
+         fields=dict(name="gcp.foo.invoke")),
+    Case("TV10 faas server", "§2.3 row 9", dict(kind=SpanKind.SERVER,
+                                                attributes={"faas.trigger": "timer"}),
+         fields=dict(name="timer.invoke")),
+    Case("TV10 network protocol", "§2.3 row 11",
+         dict(kind=SpanKind.SERVER, attributes={"network.protocol.name": "tcp"}),
+         fields=dict(name="tcp.server.request")),
+    Case("TV10 db.system on SERVER falls through", "§2.3 note",
+         dict(kind=SpanKind.SERVER, attributes={"db.system": "postgresql"}),
+         fields=dict(name="server.request", type="web")),
+    Case("TV10 span db.system beats resource", "§0.2",
+         dict(kind=SpanKind.CLIENT, attributes={"db.system": "postgresql"},
+              resource={"db.system": "mysql"}),
+         fields=dict(name="postgresql.query")),
+    Case("TV10 messaging on INTERNAL", "§2.3 row 4 kinds",
+         dict(attributes={"messaging.system": "kafka", "messaging.operation": "send"}),
+         fields=dict(name="Internal")),
+    Case("TV12 N1 client without scope", "§2.2 step 3",
+         dict(kind=SpanKind.CLIENT, scope=None), fields=dict(name="opentelemetry.client"),
+         options={"span_name_remappings": {"a": "b"}}),
+    Case("TV12 N1 scope spring", "§2.2 step 3", dict(kind=SpanKind.SERVER, scope=("spring", "")),
+         fields=dict(name="spring.server"), options={"span_name_remappings": {"a": "b"}}),
+    Case("TV12 N1 remapping", "§2.2 step 4", dict(scope=None),
+         fields=dict(name="internal_op"),
+         options={"span_name_remappings": {"opentelemetry.internal": "internal_op"}}),
+    Case("TV12 invalid operation.name", "§5.5 NormalizeName",
+         dict(attributes={"operation.name": "%$^"}), fields=dict(name="unnamed_operation")),
+    Case("TV12 long operation.name", "§5.5", dict(attributes={"operation.name": "a" * 101}),
+         fields=dict(name="a" * 100)),
+    Case("TV12 long service", "§5.5", dict(resource={"service.name": "a" * 101}),
+         fields=dict(service="a" * 100)),
+    Case("TV13 span env beats resource, same key", "§1.2",
+         dict(resource={"deployment.environment.name": "env-res"},
+              attributes={"deployment.environment.name": "env-span"}), meta={"env": "env-span"}),
+    Case("TV13 literal span env wins", "§1.2 step 1",
+         dict(resource={"deployment.environment.name": "x"}, attributes={"env": "lit"}),
+         meta={"env": "lit"}),
+    Case("TV13 span version beats resource", "§1.3",
+         dict(resource={"service.version": "v4"}, attributes={"service.version": "v3"}),
+         meta={"version": "v3"}),
+    Case("§1.3 numeric service.version gives no version", "§0.2 typed",
+         dict(resource={"service.version": 2}), meta={"service.version": "2"}, absent=("version",)),
+    Case("TV14 span beats resource same key", "§5.2",
+         dict(attributes={"http.status_code": 201}, resource={"http.status_code": 500}),
+         metrics={"http.status_code": 201}),
+    Case("TV15 sampling priority 3 gets no dm", "§7.2",
+         dict(attributes={"_sampling_priority_v1": 3}), metrics={"_sampling_priority_v1": 3},
+         absent=("_dd.p.dm",)),
+    Case("TV15 sampling.priority -1", "§7.2", dict(attributes={"sampling.priority": -1}),
+         metrics={"_sampling_priority_v1": -1}, absent=("sampling.priority",)),
+    Case("TV18 root client by kind", "§7.3", dict(kind=SpanKind.CLIENT),
+         metrics={"_top_level": 1, "_dd.measured": 1}),
+    Case("TV18 child producer measured", "§7.3", dict(kind=SpanKind.PRODUCER, parent_id=1),
+         metrics={"_dd.measured": 1}, absent=("_top_level",)),
+    Case("TV18 string _dd.measured does not count", "§0.2 typed",
+         dict(parent_id=1, attributes={"_dd.measured": "1"}), absent=("_top_level",),
+         meta={"_dd.measured": "1"}),
+    Case("classic: span-level service override is top-level", "§7.3 classic",
+         dict(parent_id=1, attributes={"service.name": "other"}, resource={"service.name": "main"}),
+         metrics={"_top_level": 1}, options={"top_level": "classic"}),
+    Case("TV20 existing db.name wins", "§5.3 db.name",
+         dict(attributes={"db.name": "mine"}, resource={"db.namespace": "ns"}),
+         meta={"db.name": "mine", "db.namespace": "ns"}),
+    Case("TV20 db keys kept", "§5.1",
+         dict(kind=SpanKind.CLIENT, attributes={"db.system": "mysql", "db.query.text": "Q",
+                                               "db.collection.name": "c", "db.operation.name": "o"}),
+         meta={"db.query.text": "Q", "db.collection.name": "c", "db.operation.name": "o"}),
+    Case("header prefix remap", "§5.1",
+         dict(attributes={"http.request.header.x-id": ("1",)}),
+         meta={"http.request.headers.x-id": '["1"]'}),
+    Case("sample rate attribute", "§5.3 _sample_rate", dict(attributes={"_sample_rate": 0.5}),
+         metrics={"_sample_rate": 0.5}),
+    Case("bytes as base64", "§5.1", dict(attributes={"raw": b"\x00\x01"}), meta={"raw": "AAE="}),
+    Case("map-like JSON number formatting", "§5.1 Go floats",
+         dict(attributes={"f": (1e21, 1e-7, 0.5, 100.0)}), meta={"f": "[1e+21,1e-7,0.5,100]"}),
+    Case("huge meta value truncated", "§5.5 meta value",
+         dict(attributes={"big": "x" * 30000}), meta={"big": "x" * 25000 + "..."}),
+    Case("long key truncated", "§5.5 meta key", dict(attributes={"k" * 250: "v"}),
+         meta={"k" * 200 + "...": "v"}),
+    Case("invalid http.status_code meta removed", "§5.5",
+         dict(attributes={"http.status_code": "abc"}), absent=("http.status_code",)),
+    Case("non-finite metrics dropped", "UNCERTAIN choice: non-finite metrics dropped",
+         dict(attributes={"nan": float("nan"), "inf": float("inf")}), absent=("nan", "inf")),
 ]
 
 
@@ -308,3 +438,51 @@ def test_property_output_always_valid(attrs, name, svc) -> None:
     for k, v in dd.metrics.items():
         assert isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
     assert dd.span_id == SPAN_ID
+
+
+def test_tv16_link_with_tracestate_and_dropped_count() -> None:
+    from opentelemetry.trace import TraceState
+
+    ctx = SpanContext(0xFEDCBA98765432100123456789ABCDEF, 0xABCDEF0123456789, False,
+                      TraceFlags(1), TraceState([("dd", "asdf256")]))
+    # a link as the SDK hands it over, with 42 attributes dropped by the span limits
+    link_with_drops = type("L", (), {"context": ctx, "attributes": {"k1": "v1"},
+                                     "dropped_attributes": 42})()
+    [chunk] = translate_spans([make_span(links=[link_with_drops])], TranslateOptions())
+    assert chunk.spans[0].meta["_dd.span_links"] == (
+        '[{"trace_id":"fedcba98765432100123456789abcdef","span_id":"abcdef0123456789",'
+        '"tracestate":"dd=asdf256","attributes":{"k1":"v1"},"dropped_attributes_count":42}]'
+    )
+
+
+def test_tv17_events_variants() -> None:
+    evs = [Event("", {"message": "OOM"}, timestamp=0), Event("boom", timestamp=0)]
+    [chunk] = translate_spans([make_span(events=evs)], TranslateOptions())
+    assert chunk.spans[0].meta["events"] == '[{"attributes":{"message":"OOM"}},{"name":"boom"}]'
+
+
+def test_tv19_payload_fields_and_chunks() -> None:
+    res = Resource({"service.name": "s", "deployment.environment": "depenv",
+                    "k8s.pod.uid": "1234cid", "host.name": "node-7",
+                    "telemetry.sdk.language": "python", "telemetry.sdk.version": "1.45.1"})
+    spans = [make_span(span_id=1, resource=res), make_span(span_id=2, resource=res),
+             make_span(trace_id=99, span_id=3, resource=res)]
+    chunks = translate_spans(spans, TranslateOptions())
+    assert len(chunks) == 2
+    p = chunks[0].payload
+    assert p is not None and p is chunks[1].payload  # computed once per resource
+    assert (p.env, p.container_id, p.hostname, p.tracer_version) == (
+        "depenv", "1234cid", "node-7", "otlp-1.45.1")
+
+
+def test_resource_work_is_cached_per_resource() -> None:
+    from otel_dd_bridge.translate import _Cache, translate_spans_with_stats
+
+    res = Resource({"service.name": "s"})
+    cache = _Cache(4)
+    translate_spans_with_stats([make_span(resource=res)] * 3, TranslateOptions(), _cache=cache)
+    assert len(cache.resources) == 1
+    for i in range(10):
+        translate_spans_with_stats([make_span(resource=Resource({"i": i}))], TranslateOptions(),
+                                   _cache=cache)
+    assert len(cache.resources) <= 4  # bounded
