@@ -147,6 +147,33 @@ def _dd_key(k: str) -> str:
     return dk
 
 
+_NAME_CACHE: dict[str, str] = {}
+_TAGV_CACHE: dict[str, str] = {}
+_MEMO_BOUND = 4096
+
+
+def _norm_name(name: str) -> str:
+    """normalize_name, memoised: operation names repeat across spans."""
+    out = _NAME_CACHE.get(name)
+    if out is None:
+        out = normalize_name(name)
+        if len(_NAME_CACHE) >= _MEMO_BOUND:
+            _NAME_CACHE.clear()
+        _NAME_CACHE[name] = out
+    return out
+
+
+def _norm_tagv(v: str) -> str:
+    """normalize_tag_value, memoised: env/version/system values repeat across spans."""
+    out = _TAGV_CACHE.get(v)
+    if out is None:
+        out = normalize_tag_value(v)
+        if len(_TAGV_CACHE) >= _MEMO_BOUND:
+            _TAGV_CACHE.clear()
+        _TAGV_CACHE[v] = out
+    return out
+
+
 def _go_float(f: float) -> str:
     """Format a float as Go's ``encoding/json`` does (ES6 style): 2.0 -> 2, 1e21 -> 1e+21."""
     if f == 0:
@@ -289,6 +316,7 @@ def _status_code(a: Mapping[str, Any], r: Mapping[str, Any]) -> int | None:
 
 
 _GRPC_KEYS = ("rpc.grpc.status_code", "grpc.code", "rpc.grpc.status.code", "grpc.status.code")
+_GRPC_TRIGGERS = frozenset((*_GRPC_KEYS, "rpc.response.status_code"))
 
 
 def _grpc_code(a: Mapping[str, Any], r: Mapping[str, Any]) -> str:
@@ -397,6 +425,7 @@ class _ResourceInfo:
     meta: list[tuple[str, str]]  # remapped resource attributes as strings, in order
     hostname: str
     payload: PayloadInfo
+    has_grpc: bool = False  # the resource carries a gRPC status-code key (rare)
 
 
 _ENV_KEYS = ("deployment.environment.name", "deployment.environment")
@@ -435,7 +464,8 @@ def _resource_info(res_attrs: Mapping[str, Any], opts: TranslateOptions) -> _Res
             else f"otel-dd-bridge-{__version__}"
         ),
     )
-    return _ResourceInfo(attrs, service, meta, hostname, payload)
+    has_grpc = not _GRPC_TRIGGERS.isdisjoint(attrs)
+    return _ResourceInfo(attrs, service, meta, hostname, payload, has_grpc)
 
 
 class _Cache:
@@ -483,7 +513,7 @@ def _operation_name_v2(kind: SpanKind, a: Mapping[str, Any], r: Mapping[str, Any
     """Operation name N2 (translation.md §2.3), before NormalizeName."""
     op = _str_concept(("operation.name",), a, r)
     if op:
-        return normalize_tag_value(op)
+        return _norm_tagv(op)
     server, client = kind is SpanKind.SERVER, kind is SpanKind.CLIENT
     if _str_concept(("http.request.method", "http.method"), a, r):
         if server:
@@ -493,36 +523,36 @@ def _operation_name_v2(kind: SpanKind, a: Mapping[str, Any], r: Mapping[str, Any
     if client:
         db = _str_concept(("db.system.name", "db.system"), a, r)
         if db:
-            return normalize_tag_value(db) + ".query"
+            return _norm_tagv(db) + ".query"
     msys = _str_concept(("messaging.system",), a, r)
     mop = _str_concept(("messaging.operation",), a, r)
     if msys and mop and kind is not SpanKind.INTERNAL:
-        return normalize_tag_value(msys) + "." + normalize_tag_value(mop)
+        return _norm_tagv(msys) + "." + _norm_tagv(mop)
     rpc = _str_concept(("rpc.system",), a, r)
     if rpc:
         if client and rpc == "aws-api":
             svc = _str_concept(("rpc.service",), a, r)
-            return f"aws.{normalize_tag_value(svc)}.request" if svc else "aws.client.request"
+            return f"aws.{_norm_tagv(svc)}.request" if svc else "aws.client.request"
         if client:
-            return normalize_tag_value(rpc) + ".client.request"
+            return _norm_tagv(rpc) + ".client.request"
         if server:
-            return normalize_tag_value(rpc) + ".server.request"
+            return _norm_tagv(rpc) + ".server.request"
     if client:
         prov = _str_concept(("faas.invoked_provider",), a, r)
         fname = _str_concept(("faas.invoked_name",), a, r)
         if prov and fname:
-            return f"{normalize_tag_value(prov)}.{normalize_tag_value(fname)}.invoke"
+            return f"{_norm_tagv(prov)}.{_norm_tagv(fname)}.invoke"
     if server:
         trig = _str_concept(("faas.trigger",), a, r)
         if trig:
-            return normalize_tag_value(trig) + ".invoke"
+            return _norm_tagv(trig) + ".invoke"
     if _str_concept(("graphql.operation.type",), a, r):
         return "graphql.server.request"
     if server or client:
         proto = _str_concept(("network.protocol.name",), a, r)
         side = "server" if server else "client"
         if proto:
-            return f"{normalize_tag_value(proto)}.{side}.request"
+            return f"{_norm_tagv(proto)}.{side}.request"
         return f"{side}.request"
     if kind is SpanKind.PRODUCER:
         return "Producer"
@@ -617,11 +647,13 @@ def _resource_v1(span: ReadableSpan, a: Mapping[str, Any], r: Mapping[str, Any])
     return span.name
 
 
+_GENAI_SEEN = frozenset(("gen_ai.system", "gen_ai.request.model", "gen_ai.operation.name"))
+
+
 def _span_type(kind: SpanKind, a: Mapping[str, Any], r: Mapping[str, Any]) -> str:
     """Span type (translation.md §4)."""
-    for k in a:
-        if k.startswith("gen_ai."):
-            return "llm"
+    if not _GENAI_SEEN.isdisjoint(a) or any(k.startswith("gen_ai.") for k in a if k[:1] == "g"):
+        return "llm"
     t = _str_concept(("span.type",), a, r)
     if t:
         return t
@@ -734,9 +766,10 @@ def _translate_span(
     code = _status_code(a, r)
     if code is not None and code >= 0:
         metrics["http.status_code"] = code
-    grpc = _grpc_code(a, r)
-    if grpc:
-        meta["rpc.grpc.status_code"] = grpc
+    if rinfo.has_grpc or not _GRPC_TRIGGERS.isdisjoint(a):
+        grpc = _grpc_code(a, r)
+        if grpc:
+            meta["rpc.grpc.status_code"] = grpc
     is_root = parent is None
     if opts.top_level == "by_kind":
         if is_root or kind is SpanKind.SERVER or kind is SpanKind.CONSUMER:
@@ -800,17 +833,21 @@ def _translate_span(
     if "version" not in meta:
         ver = _str_concept(("service.version",), a, r)
         if ver:
-            meta["version"] = normalize_tag_value(ver)
+            meta["version"] = _norm_tagv(ver)
 
     # 5. events and links
-    events = span.events
+    events = getattr(span, "_events", None)
+    if events is None:
+        events = span.events
     if events:
         meta["events"] = truncate_meta_value(_events_json(events))
         for ev in events:
             if ev.name == "exception":
                 meta["_dd.span_events.has_exception"] = "true"
                 break
-    links = span.links
+    links = getattr(span, "_links", None)
+    if links is None:
+        links = span.links
     if links:
         meta["_dd.span_links"] = truncate_meta_value(_links_json(links))
 
@@ -854,9 +891,9 @@ def _translate_span(
     if "env" not in meta:
         env = _str_concept(_ENV_KEYS, a, r)
         if env:
-            meta["env"] = normalize_tag_value(env)
+            meta["env"] = _norm_tagv(env)
     elif meta["env"]:
-        meta["env"] = normalize_tag_value(meta["env"])
+        meta["env"] = _norm_tagv(meta["env"])
 
     # 9. resource attributes (fill in only); 10. scope attributes (overwrite)
     for k, v in rinfo.meta:
@@ -887,8 +924,8 @@ def _translate_span(
         span_id=span_id,
         parent_id=parent_id,
         service=service,
-        name=normalize_name(name),
-        resource=truncate_utf8(resource, MAX_RESOURCE_LEN) or normalize_name(name),
+        name=_norm_name(name),
+        resource=truncate_utf8(resource, MAX_RESOURCE_LEN) or _norm_name(name),
         type=truncate_utf8(span_type, MAX_TYPE_LEN),
         start=start,
         duration=duration,
@@ -903,7 +940,7 @@ def _translate_span(
     if opts.name_hook is not None:
         v2 = _apply_hook(opts.name_hook, span, dd, result)
         if v2 is not None:
-            dd.name = normalize_name(v2)
+            dd.name = _norm_name(v2)
     if opts.resource_hook is not None:
         v2 = _apply_hook(opts.resource_hook, span, dd, result)
         if v2 is not None:

@@ -158,3 +158,50 @@ def test_opentelemetry_instrument_launcher_flask(agent) -> None:
     assert s["type"] == "web" and s["meta"]["env"] == "launcher"
     assert s["meta"]["otel.library.name"] == "opentelemetry.instrumentation.flask"
     assert s["metrics"]["http.status_code"] == 200
+
+
+def test_representative_translation_through_agent(agent) -> None:
+    """HTTP client, messaging, RPC, exception events, links and events arrive as translated."""
+    from opentelemetry.trace import Link
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}),
+                              id_generator=FixedTraceIds())
+    provider.add_span_processor(BatchSpanProcessor(DatadogSpanExporter(agent_url=agent.url)))
+    tracer = provider.get_tracer("shop.tests", "2.0")
+    with tracer.start_as_current_span("grpc", kind=SpanKind.SERVER,
+                                      attributes={"rpc.system": "grpc", "rpc.service": "Cart",
+                                                  "rpc.method": "Add"}) as rpc:
+        with tracer.start_as_current_span("publish", kind=SpanKind.PRODUCER, attributes={
+            "messaging.system": "kafka", "messaging.operation": "publish",
+            "messaging.destination.name": "orders"},
+            links=[Link(rpc.get_span_context(), {"why": "fan-out"})],
+        ) as prod:
+            prod.add_event("queued", {"size": 3})
+        with tracer.start_as_current_span("GET", kind=SpanKind.CLIENT, attributes={
+            "http.request.method": "GET", "url.full": "http://pricing/p/1",
+            "url.template": "/p/{id}", "http.response.status_code": 503}) as client:
+            try:
+                raise TimeoutError("pricing timed out")
+            except TimeoutError as exc:
+                client.record_exception(exc)
+                client.set_status(Status(StatusCode.ERROR))
+    provider.shutdown()
+    [trace] = agent.wait_for_traces(1)
+    by_name = {s["name"]: s for s in trace}
+    assert set(by_name) == {"grpc.server.request", "kafka.publish", "http.client.request"}
+    rpc_s, prod_s, cli = (by_name[n] for n in ("grpc.server.request", "kafka.publish",
+                                                "http.client.request"))
+    assert rpc_s["resource"] == "Add Cart" and rpc_s["type"] == "web"
+    assert prod_s["resource"] == "publish orders" and prod_s["type"] == "custom"
+    assert prod_s["metrics"]["_dd.measured"] == 1
+    assert '"name":"queued"' in prod_s["meta"]["events"]
+    assert f'"trace_id":"{TRACE_ID:032x}"' in prod_s["meta"]["_dd.span_links"]
+    assert cli["resource"] == "GET /p/{id}" and cli["type"] == "http" and cli["error"] == 1
+    assert cli["meta"]["error.type"] == "TimeoutError"
+    assert cli["meta"]["error.msg"] == "pricing timed out"
+    assert "Traceback" in cli["meta"]["error.stack"]
+    assert cli["meta"]["_dd.span_events.has_exception"] == "true"
+    assert cli["meta"]["http.url"] == "http://pricing/p/1"
+    assert cli["metrics"]["http.status_code"] == 503
+    assert trace[0]["meta"]["_dd.p.tid"] == f"{HIGH:016x}"
+    assert all(s["meta"]["otel.trace_id"] == f"{TRACE_ID:032x}" for s in trace)
