@@ -58,7 +58,7 @@ class PayloadInfo:
     language_version: str = ""
     tracer_version: str = ""
     runtime_id: str = ""
-    tags: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # container tags (`_dd.tags.container`)
 
 
 @dataclass(slots=True, eq=True)

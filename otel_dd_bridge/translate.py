@@ -430,6 +430,34 @@ class _ResourceInfo:
 
 _ENV_KEYS = ("deployment.environment.name", "deployment.environment")
 
+# Resource attribute -> container tag (payload `_dd.tags.container`, translation.md §1.5).
+_CONTAINER_TAGS = {
+    "container.id": "container_id", "container.name": "container_name",
+    "container.image.name": "image_name", "container.image.tag": "image_tag",
+    "container.runtime": "runtime", "cloud.provider": "cloud_provider", "cloud.region": "region",
+    "cloud.availability_zone": "zone", "aws.ecs.task.family": "task_family",
+    "aws.ecs.task.arn": "task_arn", "aws.ecs.cluster.arn": "ecs_cluster_name",
+    "aws.ecs.task.revision": "task_version", "aws.ecs.container.arn": "ecs_container_name",
+    "k8s.container.name": "kube_container_name", "k8s.cluster.name": "kube_cluster_name",
+    "k8s.deployment.name": "kube_deployment", "k8s.replicaset.name": "kube_replica_set",
+    "k8s.statefulset.name": "kube_stateful_set", "k8s.daemonset.name": "kube_daemon_set",
+    "k8s.job.name": "kube_job", "k8s.cronjob.name": "kube_cronjob",
+    "k8s.namespace.name": "kube_namespace", "k8s.pod.name": "pod_name",
+}
+
+
+def _container_tags(r: Mapping[str, Any]) -> dict[str, str]:
+    """Container tags from resource attributes only; the semantic mapping wins on collision."""
+    tags: dict[str, str] = {}
+    for k, v in r.items():
+        if k.startswith("datadog.container.tag.") and len(k) > 22:
+            tags[k[22:]] = _as_string(v)
+    for k, tag in _CONTAINER_TAGS.items():
+        v = r.get(k)
+        if v is not None and _as_string(v):
+            tags[tag] = _as_string(v)
+    return tags
+
 
 def _resource_info(res_attrs: Mapping[str, Any], opts: TranslateOptions) -> _ResourceInfo:
     attrs: dict[str, Any] = dict(opts.tags)
@@ -452,12 +480,13 @@ def _resource_info(res_attrs: Mapping[str, Any], opts: TranslateOptions) -> _Res
     env = normalize_tag_value(_str_concept(_ENV_KEYS, _EMPTY, attrs))
     lang = attrs.get("telemetry.sdk.language")
     sdk_version = attrs.get("telemetry.sdk.version")
-    container_id = _str_concept(("container.id", "k8s.pod.uid"), _EMPTY, attrs)
+    container_id = normalize_tag_value(_str_concept(("container.id", "k8s.pod.uid"), _EMPTY, attrs))
     payload = PayloadInfo(
         hostname=hostname,
         env=env,
         app_version=_str_concept(("service.version",), _EMPTY, attrs),
         container_id=container_id,
+        tags=_container_tags(attrs),
         language_name=lang if type(lang) is str and lang else "python",
         tracer_version=(
             f"otlp-{sdk_version}" if type(sdk_version) is str and sdk_version

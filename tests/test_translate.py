@@ -475,6 +475,20 @@ def test_tv19_payload_fields_and_chunks() -> None:
         "depenv", "1234cid", "node-7", "otlp-1.45.1")
 
 
+def test_tv19_container_tags_and_tv13_container_id() -> None:
+    res = Resource({"k8s.pod.uid": "1234cid", "k8s.job.name": "kubejob",
+                    "container.image.name": "lorem-ipsum", "container.image.tag": "v2.0",
+                    "datadog.container.tag.team": "otel"})
+    span = make_span(resource=res, attributes={"k8s.container.name": "span-level-ignored"})
+    p = translate_spans([span], TranslateOptions())[0].payload
+    assert p is not None
+    assert p.container_id == "1234cid"
+    assert p.tags == {"kube_job": "kubejob", "image_name": "lorem-ipsum", "image_tag": "v2.0",
+                      "team": "otel"}
+    p2 = translate_spans([make_span(resource={"container.id": "  CID "})], TranslateOptions())[0]
+    assert p2.payload is not None and p2.payload.container_id == "_cid"
+
+
 def test_resource_work_is_cached_per_resource() -> None:
     from otel_dd_bridge.translate import _Cache, translate_spans_with_stats
 
