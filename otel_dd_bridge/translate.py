@@ -129,6 +129,7 @@ _HTTP_KEY_MAP = {
 }
 _FIELD_KEYS = frozenset(("service.name", "operation.name", "resource.name", "span.type"))
 _KEY_CACHE: dict[str, str] = {}
+_GENAI_KEYS: set[str] = set()  # every gen_ai.* key seen by _dd_key (bounded)
 
 
 def _dd_key(k: str) -> str:
@@ -142,6 +143,8 @@ def _dd_key(k: str) -> str:
             else:
                 dk = k
         dk = truncate_meta_key(dk)
+        if k.startswith("gen_ai.") and len(_GENAI_KEYS) < 4096:
+            _GENAI_KEYS.add(k)
         if len(_KEY_CACHE) < 4096:
             _KEY_CACHE[k] = dk
     return dk
@@ -676,13 +679,8 @@ def _resource_v1(span: ReadableSpan, a: Mapping[str, Any], r: Mapping[str, Any])
     return span.name
 
 
-_GENAI_SEEN = frozenset(("gen_ai.system", "gen_ai.request.model", "gen_ai.operation.name"))
-
-
 def _span_type(kind: SpanKind, a: Mapping[str, Any], r: Mapping[str, Any]) -> str:
     """Span type (translation.md §4)."""
-    if not _GENAI_SEEN.isdisjoint(a) or any(k.startswith("gen_ai.") for k in a if k[:1] == "g"):
-        return "llm"
     t = _str_concept(("span.type",), a, r)
     if t:
         return t
@@ -783,7 +781,6 @@ def _translate_span(
     else:
         name = _operation_name_v2(kind, a, r)
         resource = _resource_v2(span, kind, a, r)
-    span_type = _span_type(kind, a, r)
     status = span.status
     status_code = status.status_code if status is not None else StatusCode.UNSET
     error = 1 if status_code is StatusCode.ERROR else 0
@@ -856,6 +853,15 @@ def _translate_span(
             dk = _dd_key(k)
             if not meta.get(dk):
                 meta[dk] = truncate_meta_value(_as_string(v))
+
+    # A span attribute named gen_ai.* forces type llm (§4); the loop above has passed every key
+    # through _dd_key, which records gen_ai keys, so one C-level check suffices.
+    if not _GENAI_KEYS.isdisjoint(a) or (
+        len(_GENAI_KEYS) >= 4096 and any(k.startswith("gen_ai.") for k in a)
+    ):
+        span_type = "llm"
+    else:
+        span_type = _span_type(kind, a, r)
 
     # 4. otel.trace_id, version
     meta["otel.trace_id"] = f"{trace_id128:032x}"
