@@ -6,11 +6,13 @@ Public surface only; everything else is private to the package.
 from otel_dd_bridge.config import ExporterConfig, resolve_config
 from otel_dd_bridge.exporter import DatadogSpanExporter
 from otel_dd_bridge.model import DDSpan, PayloadInfo, TraceChunk
+from otel_dd_bridge.propagator import DatadogPropagator
 from otel_dd_bridge.translate import TranslateOptions, translate_spans
 from otel_dd_bridge.version import __version__
 
 __all__ = [
     "DDSpan",
+    "DatadogPropagator",
     "DatadogSpanExporter",
     "ExporterConfig",
     "PayloadInfo",

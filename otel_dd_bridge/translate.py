@@ -41,6 +41,7 @@ from typing import Any, Literal
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from otel_dd_bridge._ddstate import parse_dd_member
 from otel_dd_bridge.model import DDSpan, PayloadInfo, TraceChunk
 from otel_dd_bridge.normalize import (
     MAX_RESOURCE_LEN,
@@ -753,7 +754,7 @@ def _apply_hook(
 
 def _translate_span(
     span: ReadableSpan, opts: TranslateOptions, cache: _Cache, result: TranslateResult
-) -> tuple[DDSpan, _ResourceInfo, int, int | None] | None:
+) -> tuple[DDSpan, _ResourceInfo, int, int | None, str | None] | None:
     ctx = span.context
     if ctx is None:
         return None
@@ -982,7 +983,8 @@ def _translate_span(
             dd.resource = truncate_utf8(v2, MAX_RESOURCE_LEN) or dd.name
     user_priority = metrics.get("_sampling_priority_v1")
     prio = int(user_priority) if user_priority is not None else None
-    return dd, rinfo, trace_id128 >> 64, prio
+    dd_member = ctx.trace_state.get("dd") if ctx.trace_state else None
+    return dd, rinfo, trace_id128 >> 64, prio, dd_member
 
 
 # --------------------------------------------------------------------------- chunks
@@ -991,12 +993,25 @@ _KNUTH = 1111111111111111111
 
 
 def _finish_chunk(
-    chunk: TraceChunk, high: int, user_prio: int | None, is_root_first: bool,
+    chunk: TraceChunk, high: int, user_prio: int | None, dd_member: str | None,
     opts: TranslateOptions, rinfo: _ResourceInfo,
 ) -> None:
     first = chunk.spans[0]
+    # Datadog context propagated from upstream (DatadogPropagator / tracestate `dd=`): its
+    # priority, decision maker, origin and `_dd.p.*` tags win over the local probabilistic rule,
+    # so every service of a trace reports one sampling decision.
+    upstream = parse_dd_member(dd_member) if dd_member else None
+    if upstream is not None:
+        for k, v in upstream.tags.items():
+            first.meta.setdefault(k, v)
+        if upstream.origin:
+            chunk.origin = upstream.origin
+            for s in chunk.spans:
+                s.meta["_dd.origin"] = upstream.origin
     if user_prio is not None:
         prio, dm = user_prio, "-4"
+    elif upstream is not None and upstream.priority is not None:
+        prio, dm = upstream.priority, upstream.tags.get("_dd.p.dm", "-0")
     else:
         pct = opts.sampling_percentage
         rate = pct / 100.0
@@ -1027,7 +1042,9 @@ def translate_spans_with_stats(
     """Translate a batch; never raises. Untranslatable spans are skipped and counted."""
     result = TranslateResult(chunks=[])
     cache = _cache if _cache is not None else _Cache(options.max_cached_resources)
-    groups: dict[tuple[int, int], tuple[TraceChunk, int, list[int | None], _ResourceInfo]] = {}
+    groups: dict[
+        tuple[int, int], tuple[TraceChunk, int, list[int | None], _ResourceInfo, str | None]
+    ] = {}
     for span in spans:
         try:
             out = _translate_span(span, options, cache, result)
@@ -1037,18 +1054,18 @@ def translate_spans_with_stats(
         if out is None:
             result.dropped += 1
             continue
-        dd, rinfo, high, prio = out
+        dd, rinfo, high, prio, dd_member = out
         key = (id(rinfo), dd.trace_id)
         g = groups.get(key)
         if g is None:
-            g = (TraceChunk(spans=[]), high, [None], rinfo)
+            g = (TraceChunk(spans=[]), high, [None], rinfo, dd_member)
             groups[key] = g
             result.chunks.append(g[0])
         g[0].spans.append(dd)
         if prio is not None:
             g[2][0] = prio  # last span seen wins (§7.2)
-    for chunk, high, prio_box, rinfo in groups.values():
-        _finish_chunk(chunk, high, prio_box[0], False, options, rinfo)
+    for chunk, high, prio_box, rinfo, dd_member in groups.values():
+        _finish_chunk(chunk, high, prio_box[0], dd_member, options, rinfo)
     return result
 
 

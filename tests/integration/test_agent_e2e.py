@@ -124,6 +124,7 @@ def test_opentelemetry_instrument_launcher_flask(agent) -> None:
         OTEL_TRACES_EXPORTER="datadog", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none",
         OTEL_SERVICE_NAME="hello-flask", DD_TRACE_AGENT_URL=agent.url, DD_ENV="launcher",
         FLASK_APP_PORT=str(port), OTEL_BSP_SCHEDULE_DELAY="100",
+        OTEL_PROPAGATORS="tracecontext,datadog",
     )
     proc = subprocess.Popen(
         [str(bindir / "opentelemetry-instrument"), sys.executable,
@@ -134,7 +135,11 @@ def test_opentelemetry_instrument_launcher_flask(agent) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/world", timeout=2) as r:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/hello/world", headers={
+                    "x-datadog-trace-id": "1234567890123", "x-datadog-parent-id": "42",
+                    "x-datadog-sampling-priority": "2", "x-datadog-origin": "synthetics",
+                    "x-datadog-tags": f"_dd.p.dm=-4,_dd.p.tid={HIGH:016x}"})
+                with urllib.request.urlopen(req, timeout=2) as r:
                     assert r.read() == b"hello world\n"
                 break
             except OSError:
@@ -158,6 +163,10 @@ def test_opentelemetry_instrument_launcher_flask(agent) -> None:
     assert s["type"] == "web" and s["meta"]["env"] == "launcher"
     assert s["meta"]["otel.library.name"] == "opentelemetry.instrumentation.flask"
     assert s["metrics"]["http.status_code"] == 200
+    # the upstream Datadog context (x-datadog-* headers via OTEL_PROPAGATORS=...,datadog)
+    assert s["trace_id"] == 1234567890123 and s["parent_id"] == 42
+    assert s["metrics"]["_sampling_priority_v1"] == 2 and s["meta"]["_dd.p.dm"] == "-4"
+    assert s["meta"]["_dd.origin"] == "synthetics" and s["meta"]["_dd.p.tid"] == f"{HIGH:016x}"
 
 
 def test_representative_translation_through_agent(agent) -> None:
