@@ -237,6 +237,17 @@ def _p_str_map(v: Any) -> Mapping[str, str]:
     raise ValueError("must be a mapping of str to str")
 
 
+def _p_rules(v: Any) -> tuple[Any, ...]:
+    from otel_dd_bridge.sampler import SamplingRule, parse_sampling_rules
+
+    if isinstance(v, (list, tuple)) and all(isinstance(r, SamplingRule) for r in v):
+        return tuple(v)
+    try:
+        return tuple(parse_sampling_rules(v))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(str(exc)) from None
+
+
 # --------------------------------------------------------------------------- the registry
 
 
@@ -298,6 +309,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sampling_percentage", ("OTEL_DD_BRIDGE_SAMPLING_PERCENTAGE",), _p_percentage, 100.0,
             "Probabilistic sampling of traces without a user priority, percent (as the Agent's "
             "`otlp_config.traces.probabilistic_sampler`)."),
+    Setting("sampling_rules", ("DD_TRACE_SAMPLING_RULES",), _p_rules, (),
+            "Sampler: JSON list of `{sample_rate, service, name, resource, tags}` rules "
+            "(`*`/`?` globs, first match wins)."),
+    Setting("rate_limit", ("DD_TRACE_RATE_LIMIT",), _p_pos_float, 100.0,
+            "Sampler: traces per second kept through matching rules."),
     Setting("api_key", ("DD_API_KEY",), _p_opt_str, None,
             "Datadog API key, for the coming agentless mode; never logged, never sent to an Agent.", secret=True),
     Setting("site", ("DD_SITE",), _p_str, "datadoghq.com", "Datadog site, for the coming agentless mode."),
@@ -328,6 +344,8 @@ class ExporterConfig:
     span_name_as_resource_name: bool
     span_name_remappings: Mapping[str, str]
     sampling_percentage: float
+    sampling_rules: tuple[Any, ...]
+    rate_limit: float
     api_key: str | None = field(repr=False)
     site: str
     debug: bool

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_dd_bridge._telemetry import ExportCounters, RateLimitedLog
 from otel_dd_bridge.config import ExporterConfig, resolve_config
 from otel_dd_bridge.delivery import AgentDelivery
-from otel_dd_bridge.sampling import RateByService
+from otel_dd_bridge.sampling import GLOBAL_RATES, RateByService
 from otel_dd_bridge.translate import Hook, TranslateOptions, _Cache, translate_spans_with_stats
 from otel_dd_bridge.transport import HttpTransport, agent_headers
 
@@ -89,7 +89,7 @@ class DatadogSpanExporter(SpanExporter):
         self._cache = _Cache(self._options.max_cached_resources)
         self._cache_lock = threading.Lock()
         self.counters = ExportCounters()
-        self.rate_by_service = RateByService()
+        self.rate_by_service: RateByService = GLOBAL_RATES
         self._stop = threading.Event()
         self._inflight = 0
         self._inflight_cv = threading.Condition()

@@ -53,3 +53,9 @@ class RateByService:
     def snapshot(self) -> dict[str, float]:
         with self._lock:
             return dict(self._rates)
+
+
+# The process-wide feedback store: every DatadogSpanExporter updates it and DatadogSampler reads
+# it by default, because under `opentelemetry-instrument` the SDK builds the sampler and the
+# exporter independently and neither can be handed the other.
+GLOBAL_RATES = RateByService()

@@ -124,3 +124,15 @@ def test_exporter_constructs_with_no_arguments_and_bad_env() -> None:
     exp.shutdown()
     with pytest.raises(ValueError, match="api_version"):
         DatadogSpanExporter(api_version="v7")
+
+
+def test_readme_documents_every_setting() -> None:
+    from pathlib import Path
+
+    from otel_dd_bridge.config import SETTINGS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for s in SETTINGS:
+        assert f"`{s.name}`" in readme, s.name
+        for var in s.env:
+            assert f"`{var}`" in readme, var

@@ -157,6 +157,14 @@ def test_headers_and_rate_by_service() -> None:
         assert h["datadog-meta-tracer-version"]
         assert exp.rate_by_service.rate("svc", "prod") == 0.5
         assert exp.rate_by_service.rate("other", "") == 1.0
+        # the sampler reads what the exporter learnt (one store per process)
+        from opentelemetry.sdk.trace.sampling import Decision
+
+        from otel_dd_bridge.sampler import DatadogSampler
+
+        sampler = DatadogSampler(service="svc", env="prod", _environ={})
+        assert sampler.should_sample(None, 1237892138897, "x").decision is Decision.DROP
+        assert sampler.should_sample(None, 123, "x").decision is Decision.RECORD_AND_SAMPLE
         exp.shutdown()
 
 
