@@ -112,6 +112,13 @@ class TestAgent:
     def clear(self) -> None:
         self._request("GET", "/test/session/clear")
 
+    def set_rates(self, rates: dict[str, float]) -> None:
+        """Make the agent answer with these ``rate_by_service`` rates (token-less session)."""
+        import urllib.parse
+
+        q = urllib.parse.urlencode({"agent_sample_rate_by_service": json.dumps(rates)})
+        self._request("GET", f"/test/session/start?{q}")
+
     def traces(self) -> list[list[dict[str, Any]]]:
         out: list[list[dict[str, Any]]] = self._request("GET", "/test/session/traces")
         return out

@@ -214,3 +214,21 @@ def test_representative_translation_through_agent(agent) -> None:
     assert cli["metrics"]["http.status_code"] == 503
     assert trace[0]["meta"]["_dd.p.tid"] == f"{HIGH:016x}"
     assert all(s["meta"]["otel.trace_id"] == f"{TRACE_ID:032x}" for s in trace)
+
+
+def test_sampler_honours_rates_returned_by_the_agent(agent) -> None:
+    from opentelemetry.sdk.trace.sampling import Decision
+
+    from otel_dd_bridge import DatadogSampler
+
+    agent.set_rates({"service:ratesvc,env:prod": 0.0, "service:,env:": 1.0})
+    try:
+        exporter = DatadogSpanExporter(agent_url=agent.url)
+        _trace_three_spans(exporter)  # any export brings the agent's rates back
+        sampler = DatadogSampler(service="ratesvc", env="prod")
+        assert sampler.should_sample(None, 123, "x").decision is Decision.DROP
+        other = DatadogSampler(service="else", env="prod")
+        r = other.should_sample(None, 123, "x")
+        assert r.decision is Decision.RECORD_AND_SAMPLE and r.attributes["_dd.agent_psr"] == 1.0
+    finally:
+        agent.set_rates({})
