@@ -11,10 +11,13 @@ import pytest
 from tests.testagent import TestAgent
 
 
+_KEEP = ("OTEL_DD_BRIDGE_TEST_AGENT_VENV", "OTEL_DD_BRIDGE_DDTRACE_VENV")
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
-        if key.startswith(("DD_", "OTEL_")) and key != "OTEL_DD_BRIDGE_TEST_AGENT_VENV":
+        if key.startswith(("DD_", "OTEL_")) and key not in _KEEP:
             monkeypatch.delenv(key)
 
 
