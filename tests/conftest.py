@@ -10,7 +10,6 @@ import pytest
 
 from tests.testagent import TestAgent
 
-
 _KEEP = ("OTEL_DD_BRIDGE_TEST_AGENT_VENV", "OTEL_DD_BRIDGE_DDTRACE_VENV")
 
 
