@@ -56,7 +56,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def ddtrace_service(agent) -> Iterator[str]:
+def ddtrace_service(agent, request) -> Iterator[str]:
+    style = getattr(request, "param", "datadog")
     binary = DDTRACE_VENV / "bin" / "ddtrace-run"
     if not binary.exists():
         raise RuntimeError(f"{binary} missing: run `bash scripts/run.sh test`, which installs it")
@@ -65,7 +66,7 @@ def ddtrace_service(agent) -> Iterator[str]:
     env.update(DD_TRACE_AGENT_URL=agent.url, DD_SERVICE="dd-svc", DD_ENV="interop",
                DDSVC_PORT=str(port), DD_INSTRUMENTATION_TELEMETRY_ENABLED="false",
                DD_REMOTE_CONFIGURATION_ENABLED="false", DD_TRACE_STATS_COMPUTATION_ENABLED="false",
-               DD_TRACE_WRITER_INTERVAL_SECONDS="0.2", DD_TRACE_PROPAGATION_STYLE="datadog")
+               DD_TRACE_WRITER_INTERVAL_SECONDS="0.2", DD_TRACE_PROPAGATION_STYLE=style)
     proc = subprocess.Popen([str(binary), str(DDTRACE_VENV / "bin" / "python"),
                              str(REPO / "tests" / "integration" / "apps" / "ddtrace_service.py")],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -88,12 +89,21 @@ def _spans_of(agent, trace_low: int, services: set[str], timeout: float = 20) ->
         time.sleep(0.2)
 
 
-def test_otel_client_calls_ddtrace_service(agent, ddtrace_service) -> None:
+# Both header families: Datadog's x-datadog-* headers, and W3C trace context alone (the
+# Datadog decision then travels in the tracestate `dd=` member).
+STYLES = [("datadog", "datadog"), ("tracecontext", "tracecontext")]
+
+
+@pytest.mark.parametrize(("ddtrace_service", "otel_propagators"), STYLES,
+                         indirect=["ddtrace_service"], ids=["datadog", "tracecontext"])
+def test_otel_client_calls_ddtrace_service(agent, ddtrace_service, otel_propagators) -> None:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
     provider = TracerProvider(resource=Resource.create({"service.name": "otel-svc"}),
                               sampler=DatadogSampler(service="otel-svc"))
     provider.add_span_processor(SimpleSpanProcessor(DatadogSpanExporter(agent_url=agent.url)))
     tracer = provider.get_tracer("interop")
-    prop = DatadogPropagator()
+    prop = DatadogPropagator() if otel_propagators == "datadog" else TraceContextTextMapPropagator()
     with tracer.start_as_current_span("call", kind=SpanKind.CLIENT, attributes={
             "http.request.method": "GET"}) as span:
         headers: dict[str, str] = {}
@@ -118,12 +128,14 @@ def test_otel_client_calls_ddtrace_service(agent, ddtrace_service) -> None:
     assert our_prio == their_prio == 1
 
 
-def test_ddtrace_service_calls_otel_service(agent, ddtrace_service) -> None:
+@pytest.mark.parametrize(("ddtrace_service", "otel_propagators"), STYLES,
+                         indirect=["ddtrace_service"], ids=["datadog", "tracecontext"])
+def test_ddtrace_service_calls_otel_service(agent, ddtrace_service, otel_propagators) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DD_", "OTEL_"))}
     env.update(OTEL_TRACES_EXPORTER="datadog", OTEL_METRICS_EXPORTER="none",
                OTEL_LOGS_EXPORTER="none", OTEL_SERVICE_NAME="otel-flask",
-               OTEL_PROPAGATORS="tracecontext,datadog", OTEL_TRACES_SAMPLER="datadog",
+               OTEL_PROPAGATORS=otel_propagators, OTEL_TRACES_SAMPLER="datadog",
                DD_TRACE_AGENT_URL=agent.url, FLASK_APP_PORT=str(port),
                OTEL_BSP_SCHEDULE_DELAY="100")
     bindir = Path(sys.executable).parent
