@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -42,7 +43,7 @@ from otel_dd_bridge._ddstate import DDState, format_dd_member, parse_dd_member
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DatadogPropagator"]
+__all__ = ["DatadogPropagator", "RemoteDatadogContext"]
 
 TRACE_ID = "x-datadog-trace-id"
 PARENT_ID = "x-datadog-parent-id"
@@ -63,22 +64,36 @@ def _first(getter: Getter[CarrierT], carrier: CarrierT, key: str) -> str | None:
     return values[0].strip()
 
 
-def _parse_tags(header: str | None) -> dict[str, str]:
+class RemoteDatadogContext(SpanContext):
+    """The extracted parent context, carrying ``_dd.propagation_error`` when extraction had to
+    drop something. Translation copies it to the meta of the spans whose parent it is (the local
+    root), as Datadog's tracers tag their local root span."""
+
+    propagation_error: str | None
+
+    def __new__(cls, *args: object, propagation_error: str | None = None, **kw: object) -> Any:
+        self = super().__new__(cls, *args, **kw)  # type: ignore[arg-type]
+        object.__setattr__(self, "propagation_error", propagation_error)
+        return self
+
+
+def _parse_tags(header: str | None) -> tuple[dict[str, str], str | None]:
+    """The ``_dd.p.*`` tags of ``x-datadog-tags`` and the propagation error, if any."""
     if not header:
-        return {}
+        return {}, None
     if len(header) > MAX_TAGS_LEN:
         logger.debug("x-datadog-tags longer than %d characters ignored", MAX_TAGS_LEN)
-        return {}
+        return {}, "extract_max_size"
     tags: dict[str, str] = {}
     for item in header.split(","):
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not _TAG_KEY.fullmatch(key) or not _TAG_VALUE.fullmatch(value):
             logger.debug("malformed x-datadog-tags ignored")
-            return {}
+            return {}, "decoding_error"
         if key.startswith("_dd.p.") and key != "_dd.p.upstream_services":
             tags[key] = value
-    return tags
+    return tags, None
 
 
 class DatadogPropagator(TextMapPropagator):
@@ -110,19 +125,23 @@ class DatadogPropagator(TextMapPropagator):
         if raw_prio and re.fullmatch(r"-?\d+", raw_prio):
             priority = int(raw_prio)
         origin = _first(getter, carrier, ORIGIN) or ""
-        tags = _parse_tags(_first(getter, carrier, TAGS))
+        tags, error = _parse_tags(_first(getter, carrier, TAGS))
         high = 0
         tid = tags.pop("_dd.p.tid", None)
-        if tid is not None and _TID.fullmatch(tid) and tid != "0" * 16:
-            high = int(tid, 16)
+        if tid is not None:
+            if _TID.fullmatch(tid) and tid != "0" * 16:
+                high = int(tid, 16)
+            else:
+                error = f"malformed_tid {tid}"
         state = DDState(priority=priority, origin=origin, parent_id=f"{parent:016x}", tags=tags)
         sampled = priority is None or priority > 0
-        span_ctx = SpanContext(
+        span_ctx = RemoteDatadogContext(
             trace_id=(high << 64) | low,
             span_id=parent,
             is_remote=True,
             trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT),
             trace_state=TraceState([("dd", format_dd_member(state))]),
+            propagation_error=error,
         )
         return trace.set_span_in_context(NonRecordingSpan(span_ctx), ctx)
 
@@ -138,7 +157,8 @@ class DatadogPropagator(TextMapPropagator):
             logger.debug("could not inject Datadog headers", exc_info=True)
 
     def _inject(self, carrier: CarrierT, context: Context | None, setter: Setter[CarrierT]) -> None:
-        span_ctx = trace.get_current_span(context).get_span_context()
+        span = trace.get_current_span(context)
+        span_ctx = span.get_span_context()
         if not span_ctx.is_valid:
             return
         dd_value = span_ctx.trace_state.get("dd") if span_ctx.trace_state else None
@@ -164,6 +184,8 @@ class DatadogPropagator(TextMapPropagator):
                 setter.set(carrier, TAGS, header)
             else:
                 logger.debug("x-datadog-tags over %d characters not injected", MAX_TAGS_LEN)
+                if span.is_recording():
+                    span.set_attribute("_dd.propagation_error", "inject_max_size")
 
     @property
     def fields(self) -> set[str]:

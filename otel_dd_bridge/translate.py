@@ -938,6 +938,12 @@ def _translate_span(
     for k, v in scope_attrs:
         meta[k] = v
 
+    # Datadog header extraction problems (DatadogPropagator) tag the local root, as in ddtrace.
+    if parent is not None and parent.is_remote:
+        perr = getattr(parent, "propagation_error", None)
+        if perr:
+            meta["_dd.propagation_error"] = perr
+
     # 11. db.name from db.namespace
     if "db.name" not in meta:
         ns = _str_concept(("db.namespace",), a, r)

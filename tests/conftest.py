@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.testagent import TestAgent
+from tests.harness.testagent import TestAgent
 
 _KEEP = ("OTEL_DD_BRIDGE_TEST_AGENT_VENV", "OTEL_DD_BRIDGE_DDTRACE_VENV")
 

@@ -124,3 +124,44 @@ def test_entry_point_is_registered() -> None:
 
     eps = entry_points(group="opentelemetry_propagator", name="datadog")
     assert [ep.load() for ep in eps] == [DatadogPropagator]
+
+
+def _root_meta_after_extract(headers: dict[str, str]) -> dict[str, str]:
+    sink = _Collect()
+    provider = TracerProvider(resource=Resource.create({"service.name": "down"}))
+    provider.add_span_processor(SimpleSpanProcessor(sink))
+    with provider.get_tracer("t").start_as_current_span("srv", context=P.extract(headers)):
+        pass
+    provider.shutdown()
+    return translate_spans(sink.spans, TranslateOptions())[0].spans[0].meta
+
+
+@pytest.mark.parametrize(("tags", "error"), [
+    ("_dd.p.tid=XYZ", "malformed_tid XYZ"),
+    ("_dd.p.dm=-4," + "_dd.p.x=" + "a" * 600, "extract_max_size"),
+    ("no-equals-sign", "decoding_error"),
+])
+def test_extract_errors_tag_the_local_root(tags, error) -> None:
+    meta = _root_meta_after_extract({"x-datadog-trace-id": "5", "x-datadog-parent-id": "6",
+                                     "x-datadog-tags": tags})
+    assert meta["_dd.propagation_error"] == error
+
+
+def test_inject_over_limit_omits_header_and_tags_span(monkeypatch) -> None:
+    # Tags reach inject through the tracestate dd= member (at most 256 characters), so a
+    # 512-character header cannot happen in practice; a smaller limit exercises the branch.
+    import otel_dd_bridge.propagator as mod
+
+    monkeypatch.setattr(mod, "MAX_TAGS_LEN", 20)
+    sink = _Collect()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(sink))
+    ctx = P.extract({"x-datadog-trace-id": "5", "x-datadog-parent-id": "6",
+                     "x-datadog-sampling-priority": "1",
+                     "x-datadog-tags": "_dd.p.dm=-4,_dd.p.usr.id=someone"})
+    out: dict[str, str] = {}
+    with provider.get_tracer("t").start_as_current_span("client", context=ctx):
+        P.inject(out)
+    provider.shutdown()
+    assert out["x-datadog-trace-id"] == "5" and "x-datadog-tags" not in out
+    assert sink.spans[0].attributes["_dd.propagation_error"] == "inject_max_size"

@@ -102,6 +102,8 @@ class TestAgent:
             os.unlink(self.uds_path)
         env = {k: v for k, v in os.environ.items()
                if k not in _AGENT_ENV and not k.startswith(_AGENT_ENV_PREFIXES)}
+        # Not --enabled-checks: its argparse type is typing.List, which rejects every value.
+        env["ENABLED_CHECKS"] = CHECKS
         self.port = _free_port()
         args = [
             str(self.binary),
@@ -109,7 +111,6 @@ class TestAgent:
             "--port", str(self.port),
             "--otlp-http-port", str(_free_port()),
             "--otlp-grpc-port", str(_free_port()),
-            "--enabled-checks", CHECKS,
             "--snapshot-dir", os.path.join(self._workdir, "snapshots"),
             "--vcr-cassettes-directory", os.path.join(self._workdir, "vcr-cassettes"),
             "--agent-url", "",  # never proxy to a real agent
