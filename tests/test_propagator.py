@@ -152,13 +152,13 @@ def test_inject_over_limit_omits_header_and_tags_span(monkeypatch) -> None:
     # 512-character header cannot happen in practice; a smaller limit exercises the branch.
     import otel_dd_bridge.propagator as mod
 
-    monkeypatch.setattr(mod, "MAX_TAGS_LEN", 20)
     sink = _Collect()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(sink))
     ctx = P.extract({"x-datadog-trace-id": "5", "x-datadog-parent-id": "6",
                      "x-datadog-sampling-priority": "1",
                      "x-datadog-tags": "_dd.p.dm=-4,_dd.p.usr.id=someone"})
+    monkeypatch.setattr(mod, "MAX_TAGS_LEN", 20)
     out: dict[str, str] = {}
     with provider.get_tracer("t").start_as_current_span("client", context=ctx):
         P.inject(out)
