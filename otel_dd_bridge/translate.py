@@ -156,26 +156,23 @@ _TAGV_CACHE: dict[str, str] = {}
 _MEMO_BOUND = 4096
 
 
-def _norm_name(name: str) -> str:
-    """normalize_name, memoised: operation names repeat across spans."""
-    out = _NAME_CACHE.get(name)
+def _memo(cache: dict[str, str], fn: Callable[[str], str], v: str) -> str:
+    """``fn(v)`` through a bounded memo: names and tag values repeat across spans."""
+    out = cache.get(v)
     if out is None:
-        out = normalize_name(name)
-        if len(_NAME_CACHE) >= _MEMO_BOUND:
-            _NAME_CACHE.clear()
-        _NAME_CACHE[name] = out
+        out = fn(v)
+        if len(cache) >= _MEMO_BOUND:
+            cache.clear()
+        cache[v] = out
     return out
+
+
+def _norm_name(name: str) -> str:
+    return _memo(_NAME_CACHE, normalize_name, name)
 
 
 def _norm_tagv(v: str) -> str:
-    """normalize_tag_value, memoised: env/version/system values repeat across spans."""
-    out = _TAGV_CACHE.get(v)
-    if out is None:
-        out = normalize_tag_value(v)
-        if len(_TAGV_CACHE) >= _MEMO_BOUND:
-            _TAGV_CACHE.clear()
-        _TAGV_CACHE[v] = out
-    return out
+    return _memo(_TAGV_CACHE, normalize_tag_value, v)
 
 
 def _go_float(f: float) -> str:

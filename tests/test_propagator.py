@@ -8,7 +8,8 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_dd_bridge import DatadogPropagator, TranslateOptions, translate_spans
 from otel_dd_bridge._ddstate import DDState, format_dd_member, parse_dd_member
@@ -88,17 +89,9 @@ def test_dd_member_encoding_and_cap() -> None:
     assert len(format_dd_member(big)) + 3 <= 256
 
 
-class _Collect(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list = []
-
-    def export(self, spans):  # type: ignore[no-untyped-def]
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
 
 def test_extracted_priority_and_origin_survive_into_exported_spans() -> None:
-    sink = _Collect()
+    sink = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "down"}))
     provider.add_span_processor(SimpleSpanProcessor(sink))
     tracer = provider.get_tracer("t")
@@ -109,7 +102,7 @@ def test_extracted_priority_and_origin_survive_into_exported_spans() -> None:
         with tracer.start_as_current_span("child"):
             pass
     provider.shutdown()
-    [chunk] = translate_spans(sink.spans, TranslateOptions())
+    [chunk] = translate_spans(list(sink.get_finished_spans()), TranslateOptions())
     assert chunk.priority == 2 and chunk.origin == "synthetics"
     first = chunk.spans[0]
     assert first.metrics["_sampling_priority_v1"] == 2 and first.meta["_dd.p.dm"] == "-4"
@@ -127,13 +120,13 @@ def test_entry_point_is_registered() -> None:
 
 
 def _root_meta_after_extract(headers: dict[str, str]) -> dict[str, str]:
-    sink = _Collect()
+    sink = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "down"}))
     provider.add_span_processor(SimpleSpanProcessor(sink))
     with provider.get_tracer("t").start_as_current_span("srv", context=P.extract(headers)):
         pass
     provider.shutdown()
-    return translate_spans(sink.spans, TranslateOptions())[0].spans[0].meta
+    return translate_spans(list(sink.get_finished_spans()), TranslateOptions())[0].spans[0].meta
 
 
 @pytest.mark.parametrize(("tags", "error"), [
@@ -152,7 +145,7 @@ def test_inject_over_limit_omits_header_and_tags_span(monkeypatch) -> None:
     # 512-character header cannot happen in practice; a smaller limit exercises the branch.
     import otel_dd_bridge.propagator as mod
 
-    sink = _Collect()
+    sink = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(sink))
     ctx = P.extract({"x-datadog-trace-id": "5", "x-datadog-parent-id": "6",
@@ -164,4 +157,4 @@ def test_inject_over_limit_omits_header_and_tags_span(monkeypatch) -> None:
         P.inject(out)
     provider.shutdown()
     assert out["x-datadog-trace-id"] == "5" and "x-datadog-tags" not in out
-    assert sink.spans[0].attributes["_dd.propagation_error"] == "inject_max_size"
+    assert list(sink.get_finished_spans())[0].attributes["_dd.propagation_error"] == "inject_max_size"

@@ -6,7 +6,8 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
@@ -90,17 +91,9 @@ def test_bad_rules(bad) -> None:
     DatadogSampler(_environ={"DD_TRACE_SAMPLING_RULES": bad})  # env: warning + default
 
 
-class _Collect(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list = []
-
-    def export(self, spans):  # type: ignore[no-untyped-def]
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
 
 def test_decision_reaches_exported_spans() -> None:
-    sink = _Collect()
+    sink = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "svc"}),
                               sampler=DatadogSampler(rules='[{"sample_rate": 1}]', _environ={}))
     provider.add_span_processor(SimpleSpanProcessor(sink))
@@ -109,7 +102,7 @@ def test_decision_reaches_exported_spans() -> None:
         with tracer.start_as_current_span("child"):
             pass
     provider.shutdown()
-    [chunk] = translate_spans(sink.spans, TranslateOptions())
+    [chunk] = translate_spans(list(sink.get_finished_spans()), TranslateOptions())
     root = next(s for s in chunk.spans if s.parent_id == 0)
     assert chunk.priority == 2
     assert chunk.spans[0].metrics["_sampling_priority_v1"] == 2
