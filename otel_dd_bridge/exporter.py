@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_dd_bridge._telemetry import ExportCounters, RateLimitedLog
 from otel_dd_bridge.config import ExporterConfig, resolve_config
+from otel_dd_bridge.debugview import DEBUG_LOGGER, log_chunks
 from otel_dd_bridge.delivery import AgentDelivery
 from otel_dd_bridge.sampling import GLOBAL_RATES, RateByService
 from otel_dd_bridge.translate import Hook, TranslateOptions, _Cache, translate_spans_with_stats
@@ -87,6 +88,8 @@ class DatadogSpanExporter(SpanExporter):
             name_hook=name_hook, resource_hook=resource_hook, service_hook=service_hook,
         )
         self._cache = _Cache(self._options.max_cached_resources)
+        if cfg.debug and DEBUG_LOGGER.level == logging.NOTSET:
+            DEBUG_LOGGER.setLevel(logging.DEBUG)  # the user asked for it; handlers stay theirs
         self._cache_lock = threading.Lock()
         self.counters = ExportCounters()
         self.rate_by_service: RateByService = GLOBAL_RATES
@@ -147,6 +150,8 @@ class DatadogSpanExporter(SpanExporter):
                     "dropped %d spans that could not be translated (zero ids or broken data)",
                     result.dropped,
                 )
+            if self.config.debug:
+                log_chunks(result.chunks)
             ok = self._delivery.deliver(result.chunks)
             return SpanExportResult.SUCCESS if ok and not result.dropped else SpanExportResult.FAILURE
         finally:
