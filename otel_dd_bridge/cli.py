@@ -175,6 +175,71 @@ def _demo(args: argparse.Namespace) -> int:
         shutil.rmtree(logdir, ignore_errors=True)
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Print the resolved configuration with sources, then probe the Agent's /info."""
+    from otel_dd_bridge.config import SETTINGS, resolve_config
+    from otel_dd_bridge.transport import HttpTransport, agent_headers
+
+    try:
+        cfg = resolve_config(agent_url=args.agent_url)
+    except ValueError as exc:
+        print(f"otel-dd-bridge check: {exc}", file=sys.stderr)
+        return 2
+    print("configuration (value  <- source):")
+    for setting in SETTINGS:
+        if setting.name in ("agent_host", "agent_port"):
+            continue
+        if setting.name == "agent_url":
+            value: Any = cfg.agent.url
+        else:
+            value = getattr(cfg, setting.name)
+        if setting.secret and value:
+            value = "<redacted>"
+        if isinstance(value, (dict, tuple)) or hasattr(value, "items"):
+            value = dict(value) if hasattr(value, "items") else list(value)
+        print(f"  {setting.name:28} {value!s:40} <- {cfg.sources.get(setting.name, 'default')}")
+    if cfg.mode != "agent":
+        print("otel-dd-bridge check: agentless mode is not available yet", file=sys.stderr)
+        return 1
+    if cfg.agent.uds_path and not os.path.exists(cfg.agent.uds_path):
+        print(f"otel-dd-bridge check: Unix socket {cfg.agent.uds_path} does not exist",
+              file=sys.stderr)
+        return 1
+    transport = HttpTransport(cfg.agent, timeout=cfg.timeout, headers=agent_headers())
+    try:
+        result = transport.send("GET", "/info", None, {})
+    finally:
+        transport.close()
+    if result.status == 0:
+        print(f"otel-dd-bridge check: Agent unreachable at {cfg.agent.url}: {result.error}",
+              file=sys.stderr)
+        return 1
+    if result.status == 404:
+        print(f"Agent at {cfg.agent.url} answers but has no /info (very old Agent): v0.4 only")
+        return 0 if cfg.api_version == "v0.4" else 1
+    if not result.ok:
+        print(f"otel-dd-bridge check: Agent /info answered HTTP {result.status}", file=sys.stderr)
+        return 1
+    try:
+        info = json.loads(result.body)
+    except ValueError:
+        print("otel-dd-bridge check: Agent /info is not JSON", file=sys.stderr)
+        return 1
+    endpoints = info.get("endpoints") or []
+    has_v05 = "/v0.5/traces" in endpoints
+    stats = "/v0.6/stats" in endpoints and bool(info.get("client_drop_p0s"))
+    print(f"Agent {info.get('version', '?')} at {cfg.agent.url}")
+    print(f"  v0.4 traces: {'yes' if '/v0.4/traces' in endpoints else 'no'}   "
+          f"v0.5 traces: {'yes' if has_v05 else 'no'}   client stats: {'yes' if stats else 'no'}")
+    if "/v0.4/traces" not in endpoints:
+        print("otel-dd-bridge check: the Agent does not list /v0.4/traces", file=sys.stderr)
+        return 1
+    if cfg.api_version == "v0.5" and not has_v05:
+        print("note: v0.5 is configured but not offered; the exporter will fall back to v0.4")
+    print("OK: traces would be delivered")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``otel-dd-bridge`` command."""
     parser = argparse.ArgumentParser(
@@ -191,9 +256,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--test-agent", help="path of the ddapm-test-agent executable")
     demo.add_argument("--json", action="store_true", help="also print the raw spans as JSON")
+    check = sub.add_parser(
+        "check",
+        help="show the resolved configuration and probe the Agent",
+        epilog="example: DD_TRACE_AGENT_URL=unix:///var/run/datadog/apm.socket otel-dd-bridge check",
+    )
+    check.add_argument("--agent-url", help="override the Agent URL for this check")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "check":
+        return _check(args)
     parser.print_help()
     return 0
 

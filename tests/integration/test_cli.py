@@ -1,0 +1,55 @@
+"""The otel-dd-bridge command, run as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent / "otel-dd-bridge"
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DD_", "OTEL_"))}
+    base.update(env or {})
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=base, timeout=60)
+
+
+def test_version_and_help() -> None:
+    assert _run("--version").stdout.startswith("otel-dd-bridge ")
+    out = _run("--help").stdout
+    assert "demo" in out and "check" in out
+
+
+def test_check_against_the_real_agent(agent) -> None:
+    r = _run("check", env={"DD_TRACE_AGENT_URL": agent.url, "DD_API_KEY": "abcdef0123456789",
+                           "DD_SERVICE": "svc"})
+    assert r.returncode == 0, r.stderr
+    assert "OK: traces would be delivered" in r.stdout
+    assert "v0.5 traces: yes" in r.stdout
+    assert "<- DD_SERVICE" in r.stdout
+    assert "abcdef0123456789" not in r.stdout + r.stderr  # the key is redacted
+
+
+def test_check_over_the_unix_socket(test_agent_uds) -> None:
+    r = _run("check", "--agent-url", f"unix://{test_agent_uds.uds_path}")
+    assert r.returncode == 0, r.stderr
+
+
+def test_check_reports_unreachable_and_missing_socket(tmp_path) -> None:
+    r = _run("check", "--agent-url", "http://127.0.0.1:9")
+    assert r.returncode == 1 and "Agent unreachable" in r.stderr
+    r = _run("check", "--agent-url", f"unix://{tmp_path}/none.sock")
+    assert r.returncode == 1 and "does not exist" in r.stderr
+    r = _run("check", "--agent-url", "ftp://x")
+    assert r.returncode == 2 and "agent_url" in r.stderr
+
+
+def test_demo_end_to_end() -> None:
+    venv = os.environ.get("OTEL_DD_BRIDGE_TEST_AGENT_VENV",
+                          str(Path(__file__).resolve().parents[2] / ".venvs" / "testagent"))
+    r = _run("demo", "--test-agent", str(Path(venv) / "bin" / "ddapm-test-agent"))
+    assert r.returncode == 0, r.stderr
+    assert "matchmaker | http.server.request | GET /pair/beer | type=web" in r.stdout
+    assert "postgresql.query" in r.stdout and "ERROR taster is down" in r.stdout
