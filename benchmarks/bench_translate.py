@@ -1,4 +1,4 @@
-"""Translate and encode cost per span on a realistic span set (not a test).
+"""Translate and encode cost per span on a realistic span set (not a test; the full suite is ``python -m benchmarks.run``).
 
     .venvs/dev/bin/python benchmarks/bench_translate.py [--spans 20000] [--rounds 5] [--json out.json]
 
@@ -11,56 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, Status, StatusCode
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from otel_dd_bridge.encoding import get_encoder
-from otel_dd_bridge.translate import TranslateOptions, _Cache, translate_spans_with_stats
-
-
-def build_spans(n: int) -> list:
-    sink = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "bench-web",
-                                                        "deployment.environment.name": "prod",
-                                                        "service.version": "1.2.3"}))
-    provider.add_span_processor(SimpleSpanProcessor(sink))
-    tracer = provider.get_tracer("opentelemetry.instrumentation.flask", "0.66b1")
-    for i in range(1, n // 4 + 2):  # four spans per request
-        with tracer.start_as_current_span("GET /users/<id>", kind=SpanKind.SERVER, attributes={
-            "http.request.method": "GET", "http.route": "/users/<id>", "url.path": f"/users/{i}",
-            "url.scheme": "http", "server.address": "127.0.0.1", "server.port": 8000,
-            "client.address": "10.0.0.1", "user_agent.original": "bench/1.0",
-            "network.protocol.version": "1.1", "http.response.status_code": 200,
-            "http.target": f"/users/{i}",
-        }) as server:
-            with tracer.start_as_current_span("SELECT users", kind=SpanKind.CLIENT, attributes={
-                "db.system": "postgresql", "db.name": "app", "db.statement":
-                "SELECT id, name FROM users WHERE id = %s", "net.peer.name": "db", "net.peer.port": 5432,
-            }):
-                pass
-            with tracer.start_as_current_span("GET", kind=SpanKind.CLIENT, attributes={
-                "db.system": "redis", "db.statement": "GET user:1", "net.peer.name": "cache",
-                "net.peer.port": 6379, "db.redis.database_index": 0,
-            }):
-                pass
-            with tracer.start_as_current_span("GET", kind=SpanKind.CLIENT, attributes={
-                "http.request.method": "GET", "url.full": "http://profile/api/1",
-                "server.address": "profile", "http.response.status_code": 200,
-            }):
-                pass
-            if i % 50 == 0:
-                try:
-                    raise ValueError("bad user id")
-                except ValueError as exc:
-                    server.record_exception(exc)
-                    server.set_status(Status(StatusCode.ERROR, str(exc)))
-    provider.shutdown()
-    return list(sink.get_finished_spans())[:n]
+from benchmarks.spanset import build_spans  # noqa: E402
+from otel_dd_bridge.encoding import get_encoder  # noqa: E402
+from otel_dd_bridge.translate import (  # noqa: E402
+    TranslateOptions,
+    _Cache,
+    translate_spans_with_stats,
+)
 
 
 def _best(rounds: int, fn) -> float:  # type: ignore[no-untyped-def]

@@ -170,6 +170,17 @@ def _p_pos_int(v: Any) -> int:
     return i
 
 
+def _p_nonneg_int(v: Any) -> int:
+    if (isinstance(v, int) and not isinstance(v, bool) and v == 0) or (
+        isinstance(v, str) and v.strip() == "0"
+    ):
+        return 0
+    try:
+        return _p_pos_int(v)
+    except ValueError:
+        raise ValueError("must be a non-negative integer") from None
+
+
 def _p_percentage(v: Any) -> float:
     if isinstance(v, bool):
         raise ValueError("must be a number between 0 and 100")
@@ -205,6 +216,29 @@ def _p_agent_url(v: Any) -> AgentEndpoint:
     if isinstance(v, AgentEndpoint):
         return v
     return parse_agent_url(_p_str(v))
+
+
+#: Datadog sites known to exist (wire.md §3.1-3.2); another well-formed site is used with a warning.
+KNOWN_SITES = frozenset({
+    "datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com", "datadoghq.eu",
+    "ap1.datadoghq.com", "ap2.datadoghq.com", "uk1.datadoghq.com", "ddog-gov.com",
+    "datad0g.com",
+})
+_SITE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+")
+
+
+def _p_site(v: Any) -> str:
+    s = _p_str(v).lower().rstrip(".")
+    if not _SITE_RE.fullmatch(s):
+        raise ValueError("must be a Datadog site host name such as datadoghq.com or datadoghq.eu")
+    return s
+
+
+def _p_intake_url(v: Any) -> str:
+    ep = _p_agent_url(v)
+    if ep.uds_path:
+        raise ValueError("must be an http:// or https:// URL")
+    return ep.url
 
 
 def _p_tags(v: Any) -> Mapping[str, str]:
@@ -265,8 +299,9 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("mode", ("OTEL_DD_BRIDGE_MODE",), _p_choice("agent", "agentless"), "agent",
-            "`agent`: send to a Datadog Agent. (`agentless`, straight to the intake, is not available "
-            "yet: as an argument it raises, from the environment it warns and uses `agent`.)"),
+            "`agent`: send to a Datadog Agent. `agentless`: straight to the Datadog intake "
+            "(`https://trace.agent.<site>`) with `api_key`; without a key, `mode=\"agentless\"` "
+            "as an argument raises, from the environment it logs an error and uses `agent`."),
     Setting("agent_url", ("DD_TRACE_AGENT_URL",), _p_agent_url, None,
             "Agent URL: `http://host:port`, `https://...` or `unix:///path/to/apm.socket`. "
             "Unset: `DD_AGENT_HOST`/`DD_TRACE_AGENT_PORT` if given, else "
@@ -293,7 +328,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retry_timeout", ("OTEL_DD_BRIDGE_RETRY_TIMEOUT",), _p_pos_float, 10.0,
             "Deadline for delivering one batch, retries and backoff included, seconds."),
     Setting("shutdown_timeout", ("OTEL_DD_BRIDGE_SHUTDOWN_TIMEOUT",), _p_pos_float, 5.0,
-            "Longest time `shutdown()` waits for an export in flight, seconds."),
+            "Longest time `shutdown()` waits for an export in flight, seconds; also bounds the "
+            "retries of the final flush at interpreter exit."),
     Setting("max_payload_size", ("OTEL_DD_BRIDGE_MAX_PAYLOAD_BYTES",), _p_pos_int, 10 * _MiB,
             "Largest request body, bytes; bigger batches are split, a single bigger trace is "
             "dropped and counted (the Agent rejects bodies over 25 MiB)."),
@@ -315,10 +351,59 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_limit", ("DD_TRACE_RATE_LIMIT",), _p_pos_float, 100.0,
             "Sampler: traces per second kept through matching rules."),
     Setting("api_key", ("DD_API_KEY",), _p_opt_str, None,
-            "Datadog API key, for the coming agentless mode; never logged, never sent to an Agent.", secret=True),
-    Setting("site", ("DD_SITE",), _p_str, "datadoghq.com", "Datadog site, for the coming agentless mode."),
+            "Datadog API key, required by agentless mode; never logged, never sent to an Agent.", secret=True),
+    Setting("site", ("DD_SITE",), _p_site, "datadoghq.com",
+            "Datadog site for agentless mode: `datadoghq.com`, `us3.datadoghq.com`, "
+            "`us5.datadoghq.com`, `datadoghq.eu`, `ap1.datadoghq.com`, `ap2.datadoghq.com`, "
+            "`uk1.datadoghq.com`, `ddog-gov.com`; another host name is used with a warning."),
+    Setting("intake_url", ("OTEL_DD_BRIDGE_INTAKE_URL",), _p_intake_url, None,
+            "Agentless: base URL of the intake, overriding `https://trace.agent.<site>` (a proxy, "
+            "tests); `http://` only here. TLS is always verified."),
+    Setting("intake_max_payload_size", ("OTEL_DD_BRIDGE_INTAKE_MAX_PAYLOAD_BYTES",), _p_pos_int,
+            3_200_000,
+            "Agentless: largest protobuf payload before gzip, bytes (the intake's limit is 3.2 MB); "
+            "bigger batches are split, a single bigger trace is dropped and counted."),
+    Setting("file_path", ("OTEL_DD_BRIDGE_FILE_PATH",), _p_str, "otel-dd-bridge-spans.jsonl",
+            "File recorder (`DatadogFileExporter`, `OTEL_TRACES_EXPORTER=datadog_file`): the file "
+            "the translated Datadog spans are appended to (relative: to the working directory)."),
+    Setting("file_max_bytes", ("OTEL_DD_BRIDGE_FILE_MAX_BYTES",), _p_pos_int, 100 * _MiB,
+            "File recorder: size at which the file is rotated to `PATH.1`, bytes."),
+    Setting("file_backups", ("OTEL_DD_BRIDGE_FILE_BACKUPS",), _p_nonneg_int, 5,
+            "File recorder: rotated files kept (`PATH.1` .. `PATH.N`); 0 keeps none."),
+    Setting("file_format", ("OTEL_DD_BRIDGE_FILE_FORMAT",), _p_choice("jsonl", "yaml"), "jsonl",
+            "File recorder: `jsonl` (one JSON object per line) or `yaml` (one document per span; "
+            "needs the `yaml` extra)."),
     Setting("debug", ("OTEL_DD_BRIDGE_DEBUG", "DD_TRACE_DEBUG"), _p_bool, False,
             "Log every translated span at DEBUG on the `otel_dd_bridge.debug` logger."),
+    Setting("drop_summary_interval", ("OTEL_DD_BRIDGE_DROP_SUMMARY_INTERVAL",), _p_pos_float, 60.0,
+            "Seconds between two WARNING summary lines of dropped spans (counts by reason); "
+            "logged only when something was dropped, and once more at `shutdown()`."),
+    Setting("metrics", ("OTEL_DD_BRIDGE_METRICS",), _p_bool, False,
+            "Expose the exporter's counters (`otel_dd_bridge.spans.*`) as OpenTelemetry observable "
+            "counters through the global MeterProvider (or the `meter_provider=` argument)."),
+    Setting("compute_stats", ("OTEL_DD_BRIDGE_COMPUTE_STATS", "DD_TRACE_STATS_COMPUTATION_ENABLED"),
+            _p_bool, None,
+            "Client-side APM stats (hits, errors, latency distributions per 10 s bucket), computed "
+            "in-process and sent to the intake's `/api/v0.2/stats` (agentless) or the Agent's "
+            "`/v0.6/stats` (trace requests then carry `Datadog-Client-Computed-Stats: true`). "
+            "Unset: on in agentless mode, off in agent mode (the Agent computes them)."),
+    Setting("stats_max_groups", ("OTEL_DD_BRIDGE_STATS_MAX_GROUPS",), _p_pos_int, 7000,
+            "Client stats: distinct aggregation groups per 10 s bucket; spans of further groups "
+            "are counted in one `tracer_blocked_value` overflow group."),
+    Setting("stats_max_resources", ("OTEL_DD_BRIDGE_STATS_MAX_RESOURCES",), _p_pos_int, 1024,
+            "Client stats: distinct resources per bucket; further ones become "
+            "`tracer_blocked_value`."),
+    Setting("stats_max_http_endpoints", ("OTEL_DD_BRIDGE_STATS_MAX_HTTP_ENDPOINTS",), _p_pos_int,
+            512, "Client stats: distinct HTTP endpoints per bucket; further ones become "
+            "`tracer_blocked_value`."),
+    Setting("stats_max_peer_tags", ("OTEL_DD_BRIDGE_STATS_MAX_PEER_TAGS",), _p_pos_int, 512,
+            "Client stats: distinct peer-tag sets per bucket; further ones become "
+            "`tracer_blocked_value`."),
+    Setting("obfuscation_cache_max_bytes", ("OTEL_DD_BRIDGE_OBFUSCATION_CACHE_MAX_BYTES",),
+            _p_nonneg_int, 5_000_000,
+            "Agentless obfuscation: approximate memory of each LRU cache of obfuscated SQL and "
+            "Redis resources (a repeated statement then costs one look-up; the Agent's default "
+            "`apm_config.obfuscation.cache.max_size`), bytes; 0 disables it."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -349,6 +434,20 @@ class ExporterConfig:
     api_key: str | None = field(repr=False)
     site: str
     debug: bool
+    intake_url: str = ""  # resolved: the override, else https://trace.agent.<site>
+    intake_max_payload_size: int = 3_200_000
+    file_path: str = "otel-dd-bridge-spans.jsonl"
+    file_max_bytes: int = 100 * _MiB
+    file_backups: int = 5
+    file_format: str = "jsonl"
+    drop_summary_interval: float = 60.0
+    metrics: bool = False
+    compute_stats: bool | None = None
+    stats_max_groups: int = 7000
+    stats_max_resources: int = 1024
+    stats_max_http_endpoints: int = 512
+    stats_max_peer_tags: int = 512
+    obfuscation_cache_max_bytes: int = 5_000_000
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:  # the API key must never appear in a repr
@@ -380,6 +479,31 @@ def _resolve_one(
             shown = "<redacted>" if setting.secret else repr(raw)
             logger.warning("ignoring %s=%s: %s", var, shown, exc)
     return setting.default, "default"
+
+
+def _resolve_agentless(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """The intake URL from the site, and the API key agentless mode cannot work without."""
+    if values["intake_url"] is None:
+        values["intake_url"] = f"https://trace.agent.{values['site']}"
+        sources["intake_url"] = "default (site)"
+    if values["mode"] != "agentless":
+        return
+    if values["site"] not in KNOWN_SITES and sources["intake_url"] == "default (site)":
+        logger.warning(
+            "site %r (from %s) is not a known Datadog site; sending to %s anyway",
+            values["site"], sources["site"], values["intake_url"],
+        )
+    if not values["api_key"]:
+        if sources["mode"] == "argument":
+            raise ValueError(
+                "invalid mode='agentless': an API key is required (api_key= or DD_API_KEY)"
+            )
+        logger.error(
+            "%s=agentless needs a Datadog API key (DD_API_KEY); sending to the Agent instead",
+            sources["mode"],
+        )
+        values["mode"] = "agent"
+        sources["mode"] = "default (agentless without an API key)"
 
 
 def resolve_config(
@@ -425,6 +549,8 @@ def resolve_config(
         else:
             agent = parse_agent_url(DEFAULT_AGENT_URL)
     del sources["agent_host"], sources["agent_port"]
+
+    _resolve_agentless(values, sources)
 
     # env / version fall back to DD_TAGS entries, as in Datadog's tracers.
     tags: Mapping[str, str] = values["tags"]

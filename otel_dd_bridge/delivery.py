@@ -3,7 +3,10 @@
 Decisions, in order, for one batch (all within one deadline):
 
 * the body is encoded; a batch over ``max_payload_size`` is halved by chunks until each part
-  fits; one chunk that alone exceeds it is dropped (reason ``payload_too_large``);
+  fits; one chunk that alone exceeds it is split into parts of the same trace (a partial
+  flush); one span that alone exceeds it is dropped (reason ``payload_too_large``);
+* a batch that fails to encode (lone surrogates, integers out of range) is repaired by
+  :func:`sanitize_chunks` and encoded again; a second failure drops it (``encoding_error``);
 * each part is sent with :func:`~otel_dd_bridge.retry.send_with_retry`;
 * 413 -> the part is halved and each half sent (a single chunk: dropped, ``payload_too_large``);
 * 404/415 on v0.5 -> the Agent has no v0.5: switch to v0.4 for good and resend the same chunks;
@@ -15,6 +18,7 @@ Every dropped span is counted by reason and logged (rate-limited).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -30,21 +34,69 @@ from otel_dd_bridge.transport import HttpTransport
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AgentDelivery", "sanitize_chunks"]
+__all__ = ["AgentDelivery", "sanitize_chunks", "split_chunk"]
 
 
 def _span_count(chunks: Sequence[TraceChunk]) -> int:
     return sum(len(c.spans) for c in chunks)
 
 
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+def _int64(v: int) -> int:
+    return min(max(v, _I64_MIN), _I64_MAX)
+
+
+def _metric(v: float | int) -> float | int:
+    if isinstance(v, int) and not _I64_MIN <= v <= 2**64 - 1:
+        return float(v)
+    return v
+
+
 def sanitize_chunks(chunks: Sequence[TraceChunk]) -> None:
-    """Replace strings that are not valid UTF-8 (lone surrogates) in place."""
+    """Make chunks encodable, in place: strings that are not valid UTF-8 (lone surrogates) are
+    repaired; ``start`` is clamped to int64, a ``duration`` outside ``[0, int64]`` becomes 0
+    (the Agent's rule for an invalid duration); metric integers beyond 64 bits become floats.
+
+    Runs only after an encoding failure (not on the hot path)."""
     for c in chunks:
         for s in c.spans:
             s.service, s.name = safe_str(s.service), safe_str(s.name)
             s.resource, s.type = safe_str(s.resource), safe_str(s.type)
             s.meta = {safe_str(k): safe_str(v) for k, v in s.meta.items()}
-            s.metrics = {safe_str(k): v for k, v in s.metrics.items()}
+            s.metrics = {safe_str(k): _metric(v) for k, v in s.metrics.items()}
+            s.start = _int64(s.start)
+            if not 0 <= s.duration <= _I64_MAX:
+                s.duration = 0
+            s.trace_id &= _U64
+            s.span_id &= _U64
+            s.parent_id &= _U64
+
+
+_U64 = 2**64 - 1
+# Chunk-level keys the first span of every chunk carries (the Agent reads them per chunk).
+_CHUNK_META_PREFIXES = ("_dd.p.", "_dd.origin")
+_CHUNK_METRICS = ("_sampling_priority_v1",)
+
+
+def split_chunk(chunk: TraceChunk) -> tuple[TraceChunk, TraceChunk]:
+    """Split one trace chunk into two chunks of the same trace (a partial flush, which the
+    Agent accepts: chunks of one trace may arrive in different payloads). The second part's
+    first span gets the chunk-level keys (priority, decision maker, ``_dd.p.tid``, origin)."""
+    mid = len(chunk.spans) // 2
+    a, b = chunk.spans[:mid], chunk.spans[mid:]
+    head, first = chunk.spans[0], b[0]
+    for k, v in head.meta.items():
+        if k.startswith(_CHUNK_META_PREFIXES) and k not in first.meta:
+            first.meta[k] = v
+    for k in _CHUNK_METRICS:
+        if k in head.metrics and k not in first.metrics:
+            first.metrics[k] = head.metrics[k]
+    return (
+        dataclasses.replace(chunk, spans=a, tags=dict(chunk.tags)),
+        dataclasses.replace(chunk, spans=b, tags=dict(chunk.tags)),
+    )
 
 
 class AgentDelivery:
@@ -98,11 +150,8 @@ class AgentDelivery:
     def _encode(self, encoder: Encoder, chunks: list[TraceChunk]) -> bytes | None:
         try:
             return encoder.encode(chunks)
-        except UnicodeEncodeError:
+        except Exception:  # noqa: BLE001 - lone surrogates, out-of-range integers: repair, retry
             sanitize_chunks(chunks)
-        except Exception as exc:  # noqa: BLE001
-            self._drop("encoding_error", chunks, f"{type(exc).__name__}: {exc}")
-            return None
         try:
             return encoder.encode(chunks)
         except Exception as exc:  # noqa: BLE001
@@ -123,9 +172,11 @@ class AgentDelivery:
         if len(body) > self._max:
             if len(chunks) > 1:
                 return self._split(chunks, deadline)
+            if len(chunks[0].spans) > 1:
+                return self._split(list(split_chunk(chunks[0])), deadline)
             return self._drop(
                 "payload_too_large", chunks,
-                f"one trace encodes to {len(body)} bytes > max_payload_size {self._max}",
+                f"one span encodes to {len(body)} bytes > max_payload_size {self._max}",
             )
         headers = dict(self._headers)
         headers["Content-Type"] = encoder.content_type

@@ -20,8 +20,39 @@ path and a frozen dataclass ``__init__`` costs several times more.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["DDSpan", "PayloadInfo", "TraceChunk"]
+__all__ = ["DDSpan", "DDSpanEvent", "DDSpanLink", "PayloadInfo", "TraceChunk"]
+
+
+@dataclass(slots=True, eq=True)
+class DDSpanLink:
+    """A native span link (v0.4 ``span_links`` element; proto ``SpanLink``).
+
+    ``trace_id`` holds the low 64 bits, ``trace_id_high`` the upper 64 (0 when none);
+    ``flags`` is the W3C trace-flags word as the tracer sends it (bit 31 set = "flags known"),
+    ``None`` when unknown. Empty ``attributes``/``tracestate`` are omitted on the wire.
+    """
+
+    trace_id: int
+    span_id: int
+    trace_id_high: int = 0
+    attributes: dict[str, str] = field(default_factory=dict)
+    tracestate: str = ""
+    flags: int | None = None
+
+
+@dataclass(slots=True, eq=True)
+class DDSpanEvent:
+    """A native span event (v0.4 ``span_events`` element).
+
+    ``attributes`` values are str, bool, int, float or a list/tuple of those; the encoder writes
+    them typed (``{"type": 0..4, "<kind>_value": ...}``), floats always as msgpack floats.
+    """
+
+    name: str
+    time_unix_nano: int
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True, eq=True)
@@ -40,6 +71,12 @@ class DDSpan:
     error: int
     meta: dict[str, str]
     metrics: dict[str, float | int]
+    # The Agent's newer v0.4 keys. ``None`` or empty means "not sent": the Go Agent rejects a
+    # nil or empty value for the whole request, so encoders omit them (wire.md §1.2). The
+    # translation keeps events/links as JSON in meta and leaves these unset.
+    meta_struct: dict[str, bytes] | None = None  # each value a msgpack document, sent as bin
+    span_links: list[DDSpanLink] | None = None
+    span_events: list[DDSpanEvent] | None = None
 
 
 @dataclass(slots=True, eq=True)

@@ -38,8 +38,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace import Span as _SdkSpan
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceState
 
 from otel_dd_bridge._ddstate import parse_dd_member
 from otel_dd_bridge.model import DDSpan, PayloadInfo, TraceChunk
@@ -427,6 +430,16 @@ class _ResourceInfo:
     hostname: str
     payload: PayloadInfo
     has_grpc: bool = False  # the resource carries a gRPC status-code key (rare)
+    # Precomputed for the per-span fast path (see _translate_span):
+    rules_free: bool = True  # no naming/type rule key among the resource attributes
+    status_free: bool = True  # no http status-code key among the resource attributes
+    measured: Any = None  # the resource's `_dd.measured` value
+    version: str = ""  # service.version from the resource alone
+    env_raw: str = ""  # deployment.environment(.name) from the resource alone
+    meta_dict: dict[str, str] = field(default_factory=dict)  # `meta` filled into an empty dict
+    meta_keys: frozenset[str] = frozenset()
+    version_norm: str = ""  # normalized `version`
+    tails: dict[tuple[int, str], tuple[Any, dict[str, str]]] = field(default_factory=dict)
 
 
 _ENV_KEYS = ("deployment.environment.name", "deployment.environment")
@@ -495,45 +508,86 @@ def _resource_info(res_attrs: Mapping[str, Any], opts: TranslateOptions) -> _Res
         ),
     )
     has_grpc = not _GRPC_TRIGGERS.isdisjoint(attrs)
-    return _ResourceInfo(attrs, service, meta, hostname, payload, has_grpc)
+    meta_dict: dict[str, str] = {}
+    for k, v in meta:
+        if not meta_dict.get(k):
+            meta_dict[k] = v
+    return _ResourceInfo(
+        attrs, service, meta, hostname, payload, has_grpc,
+        rules_free=_RESOURCE_RULE_KEYS.isdisjoint(attrs),
+        status_free="http.status_code" not in attrs and "http.response.status_code" not in attrs,
+        measured=attrs.get("_dd.measured"),
+        version=_str_concept(("service.version",), _EMPTY, attrs),
+        version_norm=normalize_tag_value(_str_concept(("service.version",), _EMPTY, attrs)),
+        env_raw=_str_concept(_ENV_KEYS, _EMPTY, attrs),
+        meta_dict=meta_dict,
+        meta_keys=frozenset(meta_dict),
+    )
 
 
 class _Cache:
-    """Bounded identity caches, owned by one translation call or one exporter."""
+    """Bounded identity caches, owned by one translation call or one exporter.
+
+    Keyed by ``id()`` and checked with ``is`` (the entry keeps its object alive, so an id is
+    never reused while cached). The last resource and scope seen are kept in two slots: spans
+    of one batch nearly always share them, which makes the common lookup two identity tests.
+    """
 
     def __init__(self, bound: int) -> None:
         self.bound = bound
         self.resources: dict[int, tuple[Any, _ResourceInfo]] = {}
-        self.scopes: dict[int, tuple[Any, list[tuple[str, str]], list[tuple[str, str]]]] = {}
+        self.scopes: dict[int, tuple[Any, dict[str, str], dict[str, str]]] = {}
+        self._last_res: Any = _NOTHING
+        self._last_rinfo: _ResourceInfo | None = None
+        self._last_scope: Any = _NOTHING
+        self._last_lib: tuple[dict[str, str], dict[str, str]] = ({}, {})
+        self._last_tid = -1
+        self._last_tid_hex = ""
 
     def resource(self, res: Any, opts: TranslateOptions) -> _ResourceInfo:
+        if res is self._last_res and self._last_rinfo is not None:
+            return self._last_rinfo
         hit = self.resources.get(id(res))
         if hit is not None and hit[0] is res:
-            return hit[1]
-        info = _resource_info(_attrs(res) if res is not None else _EMPTY, opts)
-        if len(self.resources) >= self.bound:
-            self.resources.clear()
-        self.resources[id(res)] = (res, info)
+            info = hit[1]
+        else:
+            info = _resource_info(_attrs(res) if res is not None else _EMPTY, opts)
+            if len(self.resources) >= self.bound:
+                self.resources.clear()
+            self.resources[id(res)] = (res, info)
+        self._last_res, self._last_rinfo = res, info
         return info
 
-    def scope(self, scope: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    def scope(self, scope: Any) -> tuple[dict[str, str], dict[str, str]]:
+        """``(otel.library/scope name+version, scope attributes)`` as meta, in meta order."""
+        if scope is self._last_scope:
+            return self._last_lib
         hit = self.scopes.get(id(scope))
         if hit is not None and hit[0] is scope:
-            return hit[1], hit[2]
-        lib: list[tuple[str, str]] = []
-        extra: list[tuple[str, str]] = []
-        if scope is not None:
-            name, version = getattr(scope, "name", "") or "", getattr(scope, "version", "") or ""
-            if name:
-                lib += [("otel.library.name", name), ("otel.scope.name", name)]
-            if version:
-                lib += [("otel.library.version", version), ("otel.scope.version", version)]
-            for k, v in (getattr(scope, "attributes", None) or {}).items():
-                extra.append((truncate_meta_key(k), truncate_meta_value(_as_string(v))))
-        if len(self.scopes) >= self.bound:
-            self.scopes.clear()
-        self.scopes[id(scope)] = (scope, lib, extra)
-        return lib, extra
+            out = hit[1], hit[2]
+        else:
+            lib: dict[str, str] = {}
+            extra: dict[str, str] = {}
+            if scope is not None:
+                name = getattr(scope, "name", "") or ""
+                version = getattr(scope, "version", "") or ""
+                if name:
+                    lib["otel.library.name"] = name
+                    lib["otel.scope.name"] = name
+                if version:
+                    lib["otel.library.version"] = version
+                    lib["otel.scope.version"] = version
+                for k, v in (getattr(scope, "attributes", None) or {}).items():
+                    extra[truncate_meta_key(k)] = truncate_meta_value(_as_string(v))
+            if len(self.scopes) >= self.bound:
+                self.scopes.clear()
+            self.scopes[id(scope)] = (scope, lib, extra)
+            out = lib, extra
+        self._last_scope, self._last_lib = scope, out
+        return out
+
+
+_NOTHING = object()
 
 
 # --------------------------------------------------------------------------- naming rules
@@ -736,6 +790,162 @@ def _links_json(links: Sequence[Any]) -> str:
 
 # --------------------------------------------------------------------------- one span
 
+# Per attribute key, memoised: the Datadog key, how the value is copied, and which naming rules
+# the key feeds (bits). One dict lookup per attribute replaces the per-rule lookups.
+_C_PLAIN = 0  # copy into meta/metrics by value type; no other key can produce the same dd key
+_C_CHECK = 1  # the dd key may already be set: meta keeps the first non-empty, metrics the first
+_C_FIELD = 2  # span-field key (service.name, ...): never copied
+_C_SPECIAL = 3  # analytics.event / sampling.priority / _sampling_priority_v1
+
+_B_METHOD = 1  # http.request.method, http.method
+_B_ROUTE = 2  # http.route
+_B_URLT = 4  # url.template
+_B_DBSYS = 8  # db.system, db.system.name
+_B_DBSTMT = 16  # db.statement, db.query.text
+_B_DBNS = 32  # db.namespace
+_B_ENVVER = 64  # service.version, deployment.environment(.name)
+_B_GENAI = 128  # gen_ai.*: the span type is llm
+_B_OTHER = 256  # any other naming/type rule key: the general rule engine runs
+_B_STATUSKEY = 512  # http.status_code / http.response.status_code (meta must be a valid code)
+_B_PRIO = 1024  # sampling.priority / _sampling_priority_v1 (a user sampling priority)
+_B_GRPC = 2048  # a gRPC status-code key (_GRPC_TRIGGERS)
+_FAST_BITS = (
+    _B_METHOD | _B_ROUTE | _B_URLT | _B_DBSYS | _B_DBSTMT | _B_DBNS | _B_ENVVER | _B_STATUSKEY
+    | _B_PRIO | _B_GRPC
+)
+
+_RULE_BITS = {
+    "http.request.method": _B_METHOD, "http.method": _B_METHOD, "http.route": _B_ROUTE,
+    "url.template": _B_URLT, "db.system": _B_DBSYS, "db.system.name": _B_DBSYS,
+    "db.statement": _B_DBSTMT, "db.query.text": _B_DBSTMT, "db.namespace": _B_DBNS,
+    "service.version": _B_ENVVER, "deployment.environment.name": _B_ENVVER,
+    "deployment.environment": _B_ENVVER, "http.status_code": _B_STATUSKEY,
+    "http.response.status_code": _B_STATUSKEY, "sampling.priority": _B_PRIO,
+    "_sampling_priority_v1": _B_PRIO,
+}
+for _k in (
+    "operation.name", "resource.name", "span.type", "messaging.system", "messaging.operation",
+    "messaging.destination", "messaging.destination.name", "rpc.system", "rpc.service",
+    "rpc.method", "rpc.system.name", "faas.invoked_provider", "faas.invoked_name",
+    "faas.trigger", "graphql.operation.type", "graphql.operation.name", "network.protocol.name",
+):
+    _RULE_BITS[_k] = _B_OTHER
+for _k in _GRPC_TRIGGERS:
+    _RULE_BITS[_k] = _RULE_BITS.get(_k, 0) | _B_GRPC
+# Resource attributes that feed a per-span rule; a resource holding none of them lets every
+# span rule read the span's attributes only (env/version/measured are precomputed per resource).
+_RESOURCE_RULE_KEYS = frozenset(
+    k for k, b in _RULE_BITS.items() if b != _B_ENVVER
+) | frozenset(("_dd.measured",))
+_SPECIAL_KEYS = frozenset(("analytics.event", "sampling.priority", "_sampling_priority_v1"))
+# dd keys that another attribute or a preset value can also produce.
+_SHARED_DD_KEYS = frozenset(_HTTP_KEY_MAP.values()) | frozenset((
+    "span.kind", "w3c.tracestate", "rpc.grpc.status_code", "http.status_code", "_top_level",
+    "_dd.measured", "_sample_rate", "_sampling_priority_v1", "_dd1.sr.eausr",
+))
+_KEYINFO: dict[str, tuple[str, int, int]] = {}
+
+
+def _key_info(k: str) -> tuple[str, int, int]:
+    """The memo entry of attribute key ``k``: ``(dd key, copy code, rule bits)``."""
+    dk = _dd_key(k)
+    bits = _RULE_BITS.get(k, 0)
+    if k.startswith("gen_ai."):
+        bits |= _B_GENAI
+    if k in _FIELD_KEYS:
+        code = _C_FIELD
+    elif k in _SPECIAL_KEYS:
+        code = _C_SPECIAL
+    elif dk != k or dk in _SHARED_DD_KEYS or dk.startswith("http.request.headers."):
+        code = _C_CHECK
+    else:
+        code = _C_PLAIN
+    info = (dk, code, bits)
+    if len(_KEYINFO) < _MEMO_BOUND:
+        _KEYINFO[k] = info
+    return info
+
+
+def _copy_special(
+    k: str, v: Any, dk: str, meta: dict[str, str], metrics: dict[str, float | int]
+) -> None:
+    """The value-type rules of the three special keys (same as the general copy otherwise)."""
+    t = type(v)
+    if k == "analytics.event":
+        if t is str:
+            metrics["_dd1.sr.eausr"] = 1 if v.strip().lower() in ("true", "1", "t") else 0
+            return
+        if t is bool or t is int or t is float:
+            metrics["_dd1.sr.eausr"] = 1 if v else 0
+            return
+    elif t is int or t is float:  # sampling.priority, _sampling_priority_v1
+        metrics["_sampling_priority_v1"] = v
+        return
+    if t is str:
+        if not meta.get(dk):
+            meta[dk] = truncate_meta_value(v)
+    elif t is bool:
+        if not meta.get(dk):
+            meta[dk] = "true" if v else "false"
+    elif t is int or t is float:
+        if dk not in metrics and not (t is float and not _isfinite(v)):
+            metrics[dk] = v
+    elif not meta.get(dk):
+        meta[dk] = truncate_meta_value(_as_string(v))
+
+
+_isfinite = math.isfinite
+_SERVER, _CLIENT = SpanKind.SERVER, SpanKind.CLIENT
+_PRODUCER, _CONSUMER, _INTERNAL = SpanKind.PRODUCER, SpanKind.CONSUMER, SpanKind.INTERNAL
+_ERROR, _OK = StatusCode.ERROR, StatusCode.OK
+
+
+def _sdk_fields_present() -> bool:
+    """The private fields the fast path reads exist on this SDK version (else: public API)."""
+    try:
+        probe = ReadableSpan(name="probe", attributes=BoundedAttributes(attributes={"k": 1}))
+        fields = ("_context", "_parent", "_resource", "_kind", "_status", "_events", "_links",
+                  "_instrumentation_scope", "_start_time", "_end_time", "_name")
+        return all(hasattr(probe, f) for f in fields) and type(
+            probe._attributes._dict  # type: ignore[union-attr]
+        ) is dict and hasattr(BoundedList(1), "_dq")
+    except Exception:  # noqa: BLE001 - an unknown SDK: the public API is always correct
+        return False
+
+
+# Exact types only (a subclass may override a property); empty on an SDK whose internals differ.
+_SDK_SPAN_TYPES = frozenset((ReadableSpan, _SdkSpan)) if _sdk_fields_present() else frozenset()
+_DB_QUERY_NAME: dict[str, str] = {}
+# id(SpanKind member) -> (span.kind meta, by-kind metrics of a root span, of a child span).
+# Keyed by id: hashing an Enum member runs Python code.
+_KIND_INFO: dict[int, tuple[str, dict[str, int], dict[str, int]]] = {
+    id(SpanKind.SERVER): ("server", {"_top_level": 1}, {"_top_level": 1}),
+    id(SpanKind.CONSUMER): ("consumer", {"_top_level": 1}, {"_top_level": 1}),
+    id(SpanKind.CLIENT): ("client", {"_top_level": 1, "_dd.measured": 1}, {"_dd.measured": 1}),
+    id(SpanKind.PRODUCER): (
+        "producer", {"_top_level": 1, "_dd.measured": 1}, {"_dd.measured": 1}),
+    id(SpanKind.INTERNAL): ("internal", {"_top_level": 1}, {}),
+}
+_DB_TYPE: dict[str, str] = {}
+
+
+def _s(a: Mapping[str, Any], k: str) -> str:
+    v = a.get(k)
+    return v if type(v) is str else ""
+
+
+def _status_code_a(a: Mapping[str, Any]) -> int | None:
+    """:func:`_status_code` for a resource without status-code keys (span attributes only)."""
+    v = a.get("http.status_code")
+    if v is not None:
+        c = v if type(v) is int else _int_of(v, True)
+        if c is not None:
+            return c
+    v = a.get("http.response.status_code")
+    if v is not None:
+        return v if type(v) is int else _int_of(v, True)
+    return None
+
 
 def _apply_hook(
     hook: Hook, span: ReadableSpan, dd: DDSpan, result: TranslateResult
@@ -750,190 +960,279 @@ def _apply_hook(
 
 
 def _translate_span(
-    span: ReadableSpan, opts: TranslateOptions, cache: _Cache, result: TranslateResult
+    span: ReadableSpan, opts: TranslateOptions, cache: _Cache, result: TranslateResult,
+    legacy: bool, by_kind: bool, hooks: bool,
 ) -> tuple[DDSpan, _ResourceInfo, int, int | None, str | None] | None:
-    ctx = span.context
+    # 0. read the span: private fields of the SDK's own classes, the public API otherwise
+    sdk = type(span) in _SDK_SPAN_TYPES
+    if sdk:
+        ctx: Any = span._context
+        parent: Any = span._parent
+        res: Any = span._resource
+        kind: Any = span._kind
+        a: Any = span._attributes
+        if type(a) is BoundedAttributes:
+            a = a._dict
+        elif type(a) is not dict:
+            a = _attrs(span)
+        status: Any = span._status
+        events: Any = span._events
+        if type(events) is BoundedList:
+            events = events._dq  # type: ignore[attr-defined]  # a deque: C-level len/iteration, same items in order
+        links: Any = span._links
+        if type(links) is BoundedList:
+            links = links._dq  # type: ignore[attr-defined]
+        scope: Any = span._instrumentation_scope
+        start = span._start_time or 0
+        end = span._end_time or start
+    else:
+        ctx = span.context
+        parent = span.parent
+        res = span.resource
+        kind = span.kind
+        a = _attrs(span)
+        status = span.status
+        events = getattr(span, "_events", None)
+        if events is None:
+            events = span.events
+        links = getattr(span, "_links", None)
+        if links is None:
+            links = span.links
+        scope = span.instrumentation_scope
+        start = span.start_time or 0
+        end = span.end_time or start
     if ctx is None:
         return None
-    trace_id128 = ctx.trace_id
-    span_id = ctx.span_id & _U64
+    if type(ctx) is SpanContext:
+        trace_id128 = ctx[0]
+        span_id = ctx[1] & _U64
+        tstate = ctx[4]
+    else:
+        trace_id128 = ctx.trace_id
+        span_id = ctx.span_id & _U64
+        tstate = ctx.trace_state
     trace_low = trace_id128 & _U64
     if not trace_low or not span_id:
         return None
-    parent = span.parent
-    parent_id = (parent.span_id & _U64) if parent is not None else 0
-    if parent_id == span_id:
-        parent_id = 0  # the Agent normalizer's rule for self-parented spans
-
-    rinfo = cache.resource(span.resource, opts)
-    r = rinfo.attrs
-    a = _attrs(span)
-    kind = span.kind if isinstance(span.kind, SpanKind) else SpanKind.INTERNAL
-
-    # 1. span fields
-    svc_attr = a.get("service.name")
-    service = normalize_service(svc_attr) if type(svc_attr) is str and svc_attr else rinfo.service
-    if opts.legacy_naming:
-        name = _operation_name_v1(span, kind, a, r, opts)
-        resource = _resource_v1(span, a, r)
+    if parent is not None:
+        parent_id = (parent[1] if type(parent) is SpanContext else parent.span_id) & _U64
+        if parent_id == span_id:
+            parent_id = 0  # the Agent normalizer's rule for self-parented spans
     else:
-        name = _operation_name_v2(kind, a, r)
-        resource = _resource_v2(span, kind, a, r)
-    status = span.status
-    status_code = status.status_code if status is not None else StatusCode.UNSET
-    error = 1 if status_code is StatusCode.ERROR else 0
+        parent_id = 0
+    if type(tstate) is TraceState:
+        tsd = tstate._dict
+        tracestate = tstate.to_header() if tsd else ""
+        dd_member = tsd.get("dd") if tsd else None
+    elif tstate:
+        tracestate = tstate.to_header()
+        dd_member = tstate.get("dd")
+    else:
+        tracestate, dd_member = "", None
 
-    meta: dict[str, str] = {"span.kind": _KIND_META.get(kind, "internal")}
-    metrics: dict[str, float | int] = {}
+    rinfo = cache._last_rinfo if res is cache._last_res else cache.resource(res, opts)
+    assert rinfo is not None
+    r = rinfo.attrs
+    kinfo = _KIND_INFO.get(id(kind))
+    if kinfo is None:  # not a SpanKind member
+        kind = _INTERNAL
+        kinfo = _KIND_INFO[id(kind)]
+    kind_s, preset_root, preset_child = kinfo
+    if type(status) is Status:
+        status_code = status._status_code
+        desc = status._description
+    elif status is not None:
+        status_code = status.status_code
+        desc = status.description
+    else:
+        status_code, desc = StatusCode.UNSET, None
+    error = 1 if status_code is _ERROR else 0
 
-    # 2. status code metric, grpc code, top-level / measured, sample rate, tracestate
-    code = _status_code(a, r)
+    # 1. preset meta/metrics, in the order the general rules write them
+    meta: dict[str, str] = {"span.kind": kind_s}
+    if rinfo.status_free:
+        v = a.get("http.status_code")
+        if v is None:
+            v = a.get("http.response.status_code")
+            code = v if type(v) is int or v is None else _int_of(v, True)
+        else:
+            code = v if type(v) is int else _status_code_a(a)
+    else:
+        code = _status_code(a, r)
+    # metrics order: http.status_code, then the by-kind _top_level/_dd.measured presets
+    metrics: dict[str, float | int]
     if code is not None and code >= 0:
-        metrics["http.status_code"] = code
-    if rinfo.has_grpc or not _GRPC_TRIGGERS.isdisjoint(a):
+        metrics = {"http.status_code": code}
+        if by_kind:
+            metrics.update(preset_root if parent is None else preset_child)
+    elif by_kind:
+        metrics = dict(preset_root if parent is None else preset_child)
+    else:
+        metrics = {}
+    if rinfo.has_grpc:
         grpc = _grpc_code(a, r)
         if grpc:
             meta["rpc.grpc.status_code"] = grpc
-    is_root = parent is None
-    if opts.top_level == "by_kind":
-        if is_root or kind is SpanKind.SERVER or kind is SpanKind.CONSUMER:
-            metrics["_top_level"] = 1
-        if kind is SpanKind.CLIENT or kind is SpanKind.PRODUCER:
-            metrics["_dd.measured"] = 1
-    elif is_root or parent.is_remote or (  # type: ignore[union-attr]
+    svc_attr = a.get("service.name")
+    if type(svc_attr) is str and svc_attr:
+        service = _memo(_SERVICE_CACHE, normalize_service, svc_attr)
+    else:
+        service = rinfo.service
+    if by_kind:
+        pass
+    elif parent is None or parent.is_remote or (
         type(svc_attr) is str and svc_attr and service != rinfo.service
     ):
         metrics["_top_level"] = 1
-    measured = a.get("_dd.measured", r.get("_dd.measured"))
-    if type(measured) in (int, float) and measured == 1:
-        metrics["_dd.measured"] = 1
-    sample_rate = a.get("_sample_rate")
-    if type(sample_rate) is int or type(sample_rate) is float:
-        metrics["_sample_rate"] = float(sample_rate)
-    tracestate = ctx.trace_state.to_header() if ctx.trace_state else ""
+    if rinfo.measured is not None or "_dd.measured" in a or "_sample_rate" in a:
+        measured = a.get("_dd.measured", rinfo.measured)
+        if type(measured) in (int, float) and measured == 1:
+            metrics["_dd.measured"] = 1
+        sample_rate = a.get("_sample_rate")
+        if type(sample_rate) is int or type(sample_rate) is float:
+            metrics["_sample_rate"] = float(sample_rate)
     if tracestate:
         meta["w3c.tracestate"] = tracestate
 
-    # 3. span attributes, one pass
+    # 2. span attributes, one pass through the per-key memo
+    mask = 0
+    keyinfo = _KEYINFO
     for k, v in a.items():
+        info = keyinfo.get(k)
+        if info is None:
+            info = _key_info(k)
+        dk, how, bits = info
+        mask |= bits
         t = type(v)
-        if k in _FIELD_KEYS:
-            continue
-        if t is str:
-            if k == "analytics.event":
-                metrics["_dd1.sr.eausr"] = 1 if v.strip().lower() in ("true", "1", "t") else 0
+        if how:  # field, special or shared dd key: the checked variants
+            if how == _C_FIELD:
                 continue
-            dk = _dd_key(k)
-            if not meta.get(dk):
-                meta[dk] = truncate_meta_value(v)
-        elif t is bool:
-            if k == "analytics.event":
-                metrics["_dd1.sr.eausr"] = 1 if v else 0
-                continue
-            dk = _dd_key(k)
-            if not meta.get(dk):
-                meta[dk] = "true" if v else "false"
-        elif t is int or t is float:
-            if k == "sampling.priority" or k == "_sampling_priority_v1":
-                metrics["_sampling_priority_v1"] = v
-                continue
-            if k == "analytics.event":
-                metrics["_dd1.sr.eausr"] = 1 if v else 0
-                continue
-            dk = _dd_key(k)
-            if dk not in metrics:
-                # UNCERTAIN: NaN/Inf cannot be float64-JSON'd by some consumers; the Agent keeps
-                # them in metrics. We drop non-finite metrics (libdatadog's agentless encoder does).
-                if t is float and not math.isfinite(v):
-                    continue
-                metrics[dk] = v
-        else:
-            dk = _dd_key(k)
-            if not meta.get(dk):
+            if how == _C_SPECIAL:
+                _copy_special(k, v, dk, meta, metrics)
+            elif t is str:
+                if not meta.get(dk):
+                    meta[dk] = v if len(v) <= 6250 else truncate_meta_value(v)
+            elif t is int:
+                if dk not in metrics:
+                    metrics[dk] = v
+            elif t is float:
+                if dk not in metrics and _isfinite(v):
+                    metrics[dk] = v
+            elif t is bool:
+                if not meta.get(dk):
+                    meta[dk] = "true" if v else "false"
+            elif not meta.get(dk):
                 meta[dk] = truncate_meta_value(_as_string(v))
+        elif t is str:
+            meta[dk] = v if len(v) <= 6250 else truncate_meta_value(v)
+        elif t is int:
+            metrics[dk] = v
+        elif t is float:
+            # UNCERTAIN: NaN/Inf cannot be float64-JSON'd by some consumers; the Agent keeps
+            # them in metrics. We drop non-finite metrics (libdatadog's agentless encoder does).
+            if _isfinite(v):
+                metrics[dk] = v
+        elif t is bool:
+            meta[dk] = "true" if v else "false"
+        else:
+            meta[dk] = truncate_meta_value(_as_string(v))
 
-    # A span attribute named gen_ai.* forces type llm (§4); the loop above has passed every key
-    # through _dd_key, which records gen_ai keys, so one C-level check suffices.
-    if not _GENAI_KEYS.isdisjoint(a) or (
-        len(_GENAI_KEYS) >= 4096 and any(k.startswith("gen_ai.") for k in a)
-    ):
-        span_type = "llm"
+    if mask & _B_GRPC and not rinfo.has_grpc:
+        grpc = _grpc_code(a, r)
+        if grpc:  # it goes right after span.kind and wins over an attribute of the same key
+            meta.pop("rpc.grpc.status_code", None)
+            meta = {"span.kind": meta.pop("span.kind"), "rpc.grpc.status_code": grpc, **meta}
+
+    # 3. operation name, resource, type: inline for plain HTTP/DB shapes, else the rule engine
+    sname = span._name if sdk else span.name
+    if not (mask & ~_FAST_BITS) and rinfo.rules_free and not legacy:
+        method = db = ""
+        if mask & _B_METHOD:
+            method = a.get("http.request.method")
+            if type(method) is not str or not method:
+                method = _s(a, "http.method")
+        if mask & _B_DBSYS:  # the type of a CLIENT span follows db.system even with a method
+            db = a.get("db.system.name")
+            if type(db) is not str or not db:
+                db = _s(a, "db.system")
+        if kind is _SERVER:
+            name = "http.server.request" if method else "server.request"
+            span_type = "web"
+        elif kind is _CLIENT:
+            if method:
+                name = "http.client.request"
+            elif db:
+                name = _DB_QUERY_NAME.get(db) or _db_query_name(db)
+            else:
+                name = "client.request"
+            span_type = (_DB_TYPE.get(db) or _db_type_memo(db)) if db else "http"
+        else:
+            name = "Producer" if kind is _PRODUCER else (
+                "Consumer" if kind is _CONSUMER else "Internal")
+            span_type = "custom"
+        if method:
+            if method == "_OTHER":
+                method = "HTTP"
+            if kind is _CLIENT:
+                tmpl = _s(a, "url.template") if mask & _B_URLT else ""
+                resource = f"{method} {tmpl}" if tmpl else method
+            elif kind is _SERVER:
+                route = _s(a, "http.route") if mask & _B_ROUTE else ""
+                resource = f"{method} {route}" if route else method
+            else:
+                resource = method
+        elif db and mask & _B_DBSTMT:
+            resource = _s(a, "db.statement") or _s(a, "db.query.text") or sname
+        else:
+            resource = sname
     else:
-        span_type = _span_type(kind, a, r)
+        if legacy:
+            name = _operation_name_v1(span, kind, a, r, opts)
+            resource = _resource_v1(span, a, r)
+        else:
+            name = _operation_name_v2(kind, a, r)
+            resource = _resource_v2(span, kind, a, r)
+        span_type = "llm" if mask & _B_GENAI else _span_type(kind, a, r)
+        span_type = truncate_utf8(span_type, MAX_TYPE_LEN)
 
     # 4. otel.trace_id, version
-    meta["otel.trace_id"] = f"{trace_id128:032x}"
+    if trace_id128 == cache._last_tid:  # spans of one trace arrive together
+        meta["otel.trace_id"] = cache._last_tid_hex
+    else:
+        cache._last_tid = trace_id128
+        meta["otel.trace_id"] = cache._last_tid_hex = f"{trace_id128:032x}"
     if "version" not in meta:
-        ver = _str_concept(("service.version",), a, r)
-        if ver:
-            meta["version"] = _norm_tagv(ver)
+        if mask & _B_ENVVER:
+            ver = _str_concept(("service.version",), a, r)
+            if ver:
+                meta["version"] = _norm_tagv(ver)
+        elif rinfo.version:
+            meta["version"] = rinfo.version_norm
 
-    # 5. events and links
-    events = getattr(span, "_events", None)
-    if events is None:
-        events = span.events
+    # 5. events and links (JSON only when present)
     if events:
         meta["events"] = truncate_meta_value(_events_json(events))
         for ev in events:
             if ev.name == "exception":
                 meta["_dd.span_events.has_exception"] = "true"
                 break
-    links = getattr(span, "_links", None)
-    if links is None:
-        links = span.links
     if links:
         meta["_dd.span_links"] = truncate_meta_value(_links_json(links))
 
-    # 6. scope and status
-    lib, scope_attrs = cache.scope(span.instrumentation_scope)
-    for k, v in lib:
-        meta[k] = v
-    meta["otel.status_code"] = _STATUS_META.get(status_code, "Unset")
-    desc = status.description if status is not None else None
-    if desc:
-        meta["otel.status_description"] = truncate_meta_value(desc)
-
-    # 7. error tags (§6)
-    if error and not ("error.msg" in meta and "error.type" in meta and "error.stack" in meta):
-        if opts.error_tags_from_events and events:
-            for ev in events:
-                if ev.name.lower() != "exception":
-                    continue
-                ea = _attrs(ev)
-                for src, dst in (
-                    ("exception.message", "error.msg"),
-                    ("exception.type", "error.type"),
-                    ("exception.stacktrace", "error.stack"),
-                ):
-                    if src in ea:
-                        meta[dst] = truncate_meta_value(_as_string(ea[src]))
-        if "error.msg" not in meta:
-            if desc:
-                meta["error.msg"] = truncate_meta_value(desc)
-            else:
-                raw = meta.get("http.status_code") or meta.get("http.response.status_code")
-                if raw:
-                    icode = _int_of(raw, True)
-                    if icode is not None:
-                        text = _GO_STATUS_TEXT.get(icode)
-                        meta["error.msg"] = f"{icode} {text}" if text else str(icode)
-                    else:
-                        meta["error.msg"] = raw
-
-    # 8. env
-    if "env" not in meta:
-        env = _str_concept(_ENV_KEYS, a, r)
-        if env:
-            meta["env"] = _norm_tagv(env)
-    elif meta["env"]:
-        meta["env"] = _norm_tagv(meta["env"])
-
-    # 9. resource attributes (fill in only); 10. scope attributes (overwrite)
-    for k, v in rinfo.meta:
-        if not meta.get(k):
-            meta[k] = v
-    for k, v in scope_attrs:
-        meta[k] = v
+    # 6.-10. scope, status, error tags, env, resource and scope attributes
+    status_s = "Error" if status_code is _ERROR else ("Ok" if status_code is _OK else "Unset")
+    if (
+        not error and not desc and not (mask & _B_ENVVER) and "env" not in meta
+        and meta.keys().isdisjoint(rinfo.meta_keys)
+    ):
+        # These steps depend only on (resource, scope, status) here: one precomputed dict.
+        hit = rinfo.tails.get((id(scope), status_s))
+        if hit is None or hit[0] is not scope:
+            hit = _build_tail(rinfo, scope, status_s, cache)
+        meta.update(hit[1])
+    else:
+        _tail_slow(meta, a, r, rinfo, cache.scope(scope), status_s, error, desc, mask,
+                   events if opts.error_tags_from_events else None)
 
     # Datadog header extraction problems (DatadogPropagator) tag the local root, as in ddtrace.
     if parent is not None and parent.is_remote:
@@ -942,52 +1241,140 @@ def _translate_span(
             meta["_dd.propagation_error"] = perr
 
     # 11. db.name from db.namespace
-    if "db.name" not in meta:
+    if (mask & _B_DBNS or not rinfo.rules_free) and "db.name" not in meta:
         ns = _str_concept(("db.namespace",), a, r)
         if ns:
             meta["db.name"] = ns
 
     # normalizer: http.status_code meta must be a valid code
-    sc = meta.get("http.status_code")
-    if sc is not None:
-        icode = _int_of(sc, True)
-        if icode is None or not 100 <= icode <= 599:
-            del meta["http.status_code"]
+    if mask & _B_STATUSKEY or not rinfo.status_free:
+        sc = meta.get("http.status_code")
+        if sc is not None:
+            icode = _int_of(sc, True)
+            if icode is None or not 100 <= icode <= 599:
+                del meta["http.status_code"]
 
-    start = span.start_time or 0
-    end = span.end_time or start
-    duration = end - start if end >= start else 0
-
+    nn = _NAME_CACHE.get(name) or _norm_name(name)
+    if len(resource) > 1250:
+        resource = truncate_utf8(resource, MAX_RESOURCE_LEN)
     dd = DDSpan(
-        trace_id=trace_low,
-        span_id=span_id,
-        parent_id=parent_id,
-        service=service,
-        name=_norm_name(name),
-        resource=truncate_utf8(resource, MAX_RESOURCE_LEN) or _norm_name(name),
-        type=truncate_utf8(span_type, MAX_TYPE_LEN),
-        start=start,
-        duration=duration,
-        error=error,
-        meta=meta,
-        metrics=metrics,
+        trace_low, span_id, parent_id, service, nn, resource or nn, span_type, start,
+        end - start if end >= start else 0, error, meta, metrics,
     )
-    if opts.service_hook is not None:
+    if hooks and opts.service_hook is not None:
         v2 = _apply_hook(opts.service_hook, span, dd, result)
         if v2 is not None:
             dd.service = normalize_service(v2)
-    if opts.name_hook is not None:
+    if hooks and opts.name_hook is not None:
         v2 = _apply_hook(opts.name_hook, span, dd, result)
         if v2 is not None:
             dd.name = _norm_name(v2)
-    if opts.resource_hook is not None:
+    if hooks and opts.resource_hook is not None:
         v2 = _apply_hook(opts.resource_hook, span, dd, result)
         if v2 is not None:
             dd.resource = truncate_utf8(v2, MAX_RESOURCE_LEN) or dd.name
-    user_priority = metrics.get("_sampling_priority_v1")
-    prio = int(user_priority) if user_priority is not None else None
-    dd_member = ctx.trace_state.get("dd") if ctx.trace_state else None
+    prio = None
+    if mask & _B_PRIO:
+        user_priority = metrics.get("_sampling_priority_v1")
+        prio = int(user_priority) if user_priority is not None else None
     return dd, rinfo, trace_id128 >> 64, prio, dd_member
+
+
+_SERVICE_CACHE: dict[str, str] = {}
+
+
+def _tail_slow(
+    meta: dict[str, str], a: Mapping[str, Any], r: Mapping[str, Any], rinfo: _ResourceInfo,
+    lib_scope: tuple[dict[str, str], dict[str, str]], status_s: str, error: int,
+    desc: str | None, mask: int, events: Any,
+) -> None:
+    """Steps 6-10 of a span, one by one (errors, descriptions, span-level env, key clashes)."""
+    lib, scope_attrs = lib_scope
+    # 6. scope and status
+    if lib:
+        meta.update(lib)
+    meta["otel.status_code"] = status_s
+    if desc:
+        meta["otel.status_description"] = truncate_meta_value(desc)
+    # 7. error tags (§6)
+    if error and not ("error.msg" in meta and "error.type" in meta and "error.stack" in meta):
+        _error_tags(meta, events, desc)
+    # 8. env
+    if "env" not in meta:
+        env = _str_concept(_ENV_KEYS, a, r) if mask & _B_ENVVER else rinfo.env_raw
+        if env:
+            meta["env"] = _norm_tagv(env)
+    elif meta["env"]:
+        meta["env"] = _norm_tagv(meta["env"])
+    # 9. resource attributes (fill in only); 10. scope attributes (overwrite)
+    if meta.keys().isdisjoint(rinfo.meta_keys):
+        meta.update(rinfo.meta_dict)
+    else:
+        for k, v in rinfo.meta:
+            if not meta.get(k):
+                meta[k] = v
+    if scope_attrs:
+        meta.update(scope_attrs)
+
+
+def _build_tail(
+    rinfo: _ResourceInfo, scope: Any, status_s: str, cache: _Cache
+) -> tuple[Any, dict[str, str]]:
+    """Steps 6-10 applied to an empty meta: what a plain span of this resource/scope gets.
+
+    Valid for a span whose meta holds none of the resource's meta keys nor ``env``, that has
+    no status description, no error and no span-level env: then ``meta.update(tail)`` leaves
+    the same keys, values and order as the steps one by one (overwrites keep a key's place).
+    """
+    tail: dict[str, str] = {}
+    _tail_slow(tail, _EMPTY, _EMPTY, rinfo, cache.scope(scope), status_s, 0, None, 0, None)
+    if len(rinfo.tails) >= 64:
+        rinfo.tails.clear()
+    out = (scope, tail)
+    rinfo.tails[(id(scope), status_s)] = out
+    return out
+
+
+def _db_query_name(db: str) -> str:
+    out = _norm_tagv(db) + ".query"
+    if len(_DB_QUERY_NAME) < _MEMO_BOUND:
+        _DB_QUERY_NAME[db] = out
+    return out
+
+
+def _db_type_memo(db: str) -> str:
+    out = _db_type(db)
+    if len(_DB_TYPE) < _MEMO_BOUND:
+        _DB_TYPE[db] = out
+    return out
+
+
+def _error_tags(meta: dict[str, str], events: Any, desc: str | None) -> None:
+    """error.msg/type/stack of an error span (§6): exception events, then status, then code."""
+    if events:
+        for ev in events:
+            if ev.name.lower() != "exception":
+                continue
+            ea = _attrs(ev)
+            for src, dst in (
+                ("exception.message", "error.msg"),
+                ("exception.type", "error.type"),
+                ("exception.stacktrace", "error.stack"),
+            ):
+                if src in ea:
+                    meta[dst] = truncate_meta_value(_as_string(ea[src]))
+    if "error.msg" not in meta:
+        if desc:
+            meta["error.msg"] = truncate_meta_value(desc)
+        else:
+            raw = meta.get("http.status_code") or meta.get("http.response.status_code")
+            if raw:
+                icode = _int_of(raw, True)
+                if icode is not None:
+                    text = _GO_STATUS_TEXT.get(icode)
+                    meta["error.msg"] = f"{icode} {text}" if text else str(icode)
+                else:
+                    meta["error.msg"] = raw
 
 
 # --------------------------------------------------------------------------- chunks
@@ -1045,12 +1432,18 @@ def translate_spans_with_stats(
     """Translate a batch; never raises. Untranslatable spans are skipped and counted."""
     result = TranslateResult(chunks=[])
     cache = _cache if _cache is not None else _Cache(options.max_cached_resources)
+    legacy = options.legacy_naming
+    by_kind = options.top_level == "by_kind"
+    hooks = (
+        options.service_hook is not None or options.name_hook is not None
+        or options.resource_hook is not None
+    )
     groups: dict[
         tuple[int, int], tuple[TraceChunk, int, list[int | None], _ResourceInfo, str | None]
     ] = {}
     for span in spans:
         try:
-            out = _translate_span(span, options, cache, result)
+            out = _translate_span(span, options, cache, result, legacy, by_kind, hooks)
         except Exception:  # noqa: BLE001 - bad span data must not break the batch
             logger.debug("could not translate span %r", getattr(span, "name", "?"), exc_info=True)
             out = None

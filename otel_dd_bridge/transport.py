@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import httpx
 from opentelemetry import context as otel_context
 
+from otel_dd_bridge import _lifecycle
 from otel_dd_bridge.config import AgentEndpoint
 from otel_dd_bridge.version import __version__
 
@@ -119,19 +120,32 @@ class HttpTransport:
         _transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint
-        transport = _transport
-        if transport is None and endpoint.uds_path:
-            transport = httpx.HTTPTransport(uds=endpoint.uds_path)
-        self._client = httpx.Client(
-            base_url=endpoint.http_base,
+        self._client_args = (timeout, dict(headers or {}), verify, _transport)
+        self._client = self._make_client()
+        self._closed = False
+        # A forked child must never reuse the parent's pooled connections (two processes
+        # writing onto one socket): it gets a fresh client (see otel_dd_bridge._lifecycle).
+        _lifecycle.on_fork_child(self._after_fork_in_child)
+
+    def _make_client(self) -> httpx.Client:
+        timeout, headers, verify, transport = self._client_args
+        if transport is None and self.endpoint.uds_path:
+            transport = httpx.HTTPTransport(uds=self.endpoint.uds_path)
+        return httpx.Client(
+            base_url=self.endpoint.http_base,
             timeout=httpx.Timeout(timeout),
-            headers=dict(headers or {}),
+            headers=headers,
             transport=transport,
             verify=verify,
             trust_env=False,  # never route to a proxy the user did not configure for us
             follow_redirects=False,
         )
-        self._closed = False
+
+    def _after_fork_in_child(self) -> None:
+        # The inherited client is abandoned, not closed: closing would shut down sockets (and
+        # TLS sessions) the parent is still using. An injected test transport is kept as is.
+        if not self._closed:
+            self._client = self._make_client()
 
     def send(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]

@@ -4,7 +4,8 @@
 #   scripts/run.sh test   -> install everything the tests need, then ruff, mypy and pytest
 # Virtualenvs live in .venvs/ (dev: the package + test tools; testagent: ddapm-test-agent,
 # which pins an older opentelemetry-proto and so cannot share the SDK's venv; ddtrace: Datadog's
-# own tracer for the cross-tracer tests).
+# own tracer for the cross-tracer tests; miniagent: Datadog's serverless mini-agent, the parity
+# judge, run by the tests only inside a loopback-only network namespace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -12,6 +13,7 @@ PY=${PYTHON:-python3}
 VENVS=$ROOT/.venvs
 TEST_AGENT_VERSION=1.69.1
 DDTRACE_VERSION=4.16.0
+MINIAGENT_VERSION=0.19.0  # datadog-serverless-compat; keep in step with tests/harness/miniagent.py
 
 quiet_pip() {  # pip, without this machine's noise about absent local indexes
   "$@" 2> >(grep -v "^WARNING: Location" >&2)
@@ -40,6 +42,34 @@ ensure_ddtrace() {  # Datadog's own tracer, for the cross-tracer tests only
   fi
 }
 
+ensure_servers() {  # real Redis and PostgreSQL for the integration tests (tests/harness/servers.py)
+  # /usr/local/bin/pg_ctl may exist without a server: look for the Debian server layout.
+  local need=()
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)      # the TLS-verification test's certs
+  command -v unshare >/dev/null 2>&1 || need+=(util-linux)   # the DNS-failure test's empty netns
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "== apt-get install ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
+  fi
+}
+
+ensure_miniagent() {  # Datadog's serverless mini-agent, the parity judge (tests/harness/miniagent.py)
+  # It runs only inside a loopback-only network namespace made by the tests: that needs `ip`.
+  if ! command -v ip >/dev/null 2>&1; then
+    echo "== apt-get install iproute2"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 >/dev/null
+  fi
+  if ! compgen -G "$VENVS/miniagent/lib/python*/site-packages/datadog_serverless_compat-$MINIAGENT_VERSION.dist-info" >/dev/null; then
+    [ -x "$VENVS/miniagent/bin/pip" ] || "$PY" -m venv "$VENVS/miniagent"
+    quiet_pip "$VENVS/miniagent/bin/pip" install -q --disable-pip-version-check \
+      "datadog-serverless-compat==$MINIAGENT_VERSION"
+  fi
+}
+
 cmd=${1:-test}
 shift || true
 case "$cmd" in
@@ -52,14 +82,23 @@ case "$cmd" in
     ensure_dev
     ensure_testagent
     ensure_ddtrace
+    ensure_servers
+    ensure_miniagent
     export OTEL_DD_BRIDGE_TEST_AGENT_VENV="$VENVS/testagent"
     export OTEL_DD_BRIDGE_DDTRACE_VENV="$VENVS/ddtrace"
-    echo "== ruff"; "$VENVS/dev/bin/ruff" check otel_dd_bridge tests examples
+    export OTEL_DD_BRIDGE_MINIAGENT_VENV="$VENVS/miniagent"
+    echo "== ruff"; "$VENVS/dev/bin/ruff" check otel_dd_bridge tests examples benchmarks fuzz
     echo "== mypy"; "$VENVS/dev/bin/mypy" otel_dd_bridge
     echo "== pytest"; exec "$VENVS/dev/bin/python" -m pytest "$@"
     ;;
+  bench)  # the benchmark suite (benchmarks/run.py): table of ratios, JSON with --json FILE
+    ensure_dev
+    ensure_ddtrace
+    export OTEL_DD_BRIDGE_DDTRACE_VENV="$VENVS/ddtrace"
+    exec "$VENVS/dev/bin/python" -m benchmarks.run "$@"
+    ;;
   *)
-    echo "usage: scripts/run.sh demo|test [args]" >&2
+    echo "usage: scripts/run.sh demo|test|bench [args]" >&2
     exit 2
     ;;
 esac

@@ -10,7 +10,8 @@ import pytest
 
 from tests.harness.testagent import TestAgent
 
-_KEEP = ("OTEL_DD_BRIDGE_TEST_AGENT_VENV", "OTEL_DD_BRIDGE_DDTRACE_VENV")
+_KEEP = ("OTEL_DD_BRIDGE_TEST_AGENT_VENV", "OTEL_DD_BRIDGE_DDTRACE_VENV",
+         "OTEL_DD_BRIDGE_MINIAGENT_VENV")
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ Body (``pkg/trace/api/version.go`` in the Agent)::
 
     array(N traces)             one element per trace chunk
       array(M spans)            all spans of the chunk share trace_id
-        map(12)                 one span, keys are msgpack str:
+        map(12..15)             one span, keys are msgpack str:
           trace_id   uint64     low 64 bits of the trace id (upper half: meta ``_dd.p.tid``)
           span_id    uint64
           parent_id  uint64     0 for a root
@@ -17,27 +17,96 @@ Body (``pkg/trace/api/version.go`` in the Agent)::
           error      int32      0 or 1
           meta       map str -> str
           metrics    map str -> float64 (ints are accepted by the Agent and packed as ints)
+          meta_struct  map str -> bin           only when non-empty
+          span_links   array of link maps       only when non-empty
+          span_events  array of event maps      only when non-empty
 
-Span events and links travel as JSON in meta (``events``, ``_dd.span_links``) exactly as the
-Agent's OTLP ingest stores them, so the newer strict keys (``meta_struct``, ``span_links``,
-``span_events``) are never written: an empty or nil value there fails the whole request on the
-Go Agent (wire.md §1.2). Strings are packed as msgpack str (UTF-8); translation guarantees valid
-UTF-8 and the Agent's length limits.
+The last three keys follow the Go Agent's **strict** decoding (wire.md §1.2), where a violation
+fails the whole request with 400: they are omitted when empty or ``None`` (never nil);
+``meta_struct`` values are packed as bin; a link is ``{trace_id, [trace_id_high], span_id,
+[attributes str->str], [tracestate str], [flags uint32]}`` with non-negative ints; an event is
+``{name, time_unix_nano (non-negative int), [attributes]}`` with typed attribute values
+``{"type": 0..4, "<kind>_value": ...}``, ``double_value`` always a msgpack float, array values
+of scalars only. The translation itself keeps events and links as JSON in meta (``events``,
+``_dd.span_links``), exactly as the Agent's OTLP ingest stores them, and leaves these keys
+unset. Strings are packed as msgpack str (UTF-8); translation guarantees valid UTF-8 and the
+Agent's length limits.
 
-One ``msgpack.Packer`` is reused per thread (the C packer is not thread-safe; the SDK's
-``SimpleSpanProcessor`` calls ``export()`` from any thread).
+Packing: ormsgpack when installed (same bytes, about twice as fast), else one C
+``msgpack.Packer`` reused per thread (it is not thread-safe; the SDK's
+``SimpleSpanProcessor`` calls ``export()`` from any thread); see :mod:`._pack`.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
+from typing import Any
 
-import msgpack
-
-from otel_dd_bridge.model import TraceChunk
+from otel_dd_bridge.encoding._pack import Packer
+from otel_dd_bridge.model import DDSpan, DDSpanEvent, DDSpanLink, TraceChunk
 
 __all__ = ["V04Encoder"]
+
+_U64 = (1 << 64) - 1
+_U32 = (1 << 32) - 1
+
+
+def _link(link: DDSpanLink) -> dict[str, Any]:
+    out: dict[str, Any] = {"trace_id": int(link.trace_id) & _U64}
+    if link.trace_id_high:
+        out["trace_id_high"] = int(link.trace_id_high) & _U64
+    out["span_id"] = int(link.span_id) & _U64
+    if link.attributes:
+        out["attributes"] = {str(k): str(v) for k, v in link.attributes.items()}
+    if link.tracestate:
+        out["tracestate"] = str(link.tracestate)
+    if link.flags is not None:
+        out["flags"] = int(link.flags) & _U32  # unsigned: bit 31 set must not go negative
+    return out
+
+
+def _scalar(v: Any) -> dict[str, Any]:
+    t = type(v)
+    if t is str:
+        return {"type": 0, "string_value": v}
+    if t is bool:
+        return {"type": 1, "bool_value": v}
+    if t is int and -(1 << 63) <= v < (1 << 63):
+        return {"type": 2, "int_value": v}
+    if t is float:
+        return {"type": 3, "double_value": v}
+    return {"type": 0, "string_value": str(v)}
+
+
+def _any_value(v: Any) -> dict[str, Any]:
+    if isinstance(v, (list, tuple)):
+        return {"type": 4, "array_value": {"values": [_scalar(x) for x in v]}}
+    if isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool)):
+        return _scalar(float(v) if isinstance(v, float) else int(v))
+    return _scalar(v)
+
+
+def _event(ev: DDSpanEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": str(ev.name), "time_unix_nano": max(0, int(ev.time_unix_nano))}
+    if ev.attributes:
+        out["attributes"] = {str(k): _any_value(v) for k, v in ev.attributes.items()}
+    return out
+
+
+def _span_with_newer_keys(s: DDSpan) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "trace_id": s.trace_id, "span_id": s.span_id, "parent_id": s.parent_id,
+        "service": s.service, "name": s.name, "resource": s.resource, "type": s.type,
+        "start": s.start, "duration": s.duration, "error": s.error, "meta": s.meta,
+        "metrics": s.metrics,
+    }
+    if s.meta_struct:
+        d["meta_struct"] = {str(k): bytes(v) for k, v in s.meta_struct.items()}
+    if s.span_links:
+        d["span_links"] = [_link(x) for x in s.span_links]
+    if s.span_events:
+        d["span_events"] = [_event(x) for x in s.span_events]
+    return d
 
 
 class V04Encoder:
@@ -48,14 +117,7 @@ class V04Encoder:
     content_type = "application/msgpack"
 
     def __init__(self) -> None:
-        self._local = threading.local()
-
-    def _packer(self) -> msgpack.Packer:
-        packer: msgpack.Packer | None = getattr(self._local, "packer", None)
-        if packer is None:
-            packer = msgpack.Packer(autoreset=True, use_bin_type=True)
-            self._local.packer = packer
-        return packer
+        self._packer = Packer()
 
     def encode(self, chunks: Sequence[TraceChunk]) -> bytes:
         """Encode chunks as one v0.4 body."""
@@ -75,9 +137,11 @@ class V04Encoder:
                     "meta": s.meta,
                     "metrics": s.metrics,
                 }
+                if not (s.meta_struct or s.span_links or s.span_events)
+                else _span_with_newer_keys(s)
                 for s in chunk.spans
             ]
             for chunk in chunks
         ]
-        data: bytes = self._packer().pack(payload)
+        data: bytes = self._packer.pack(payload)
         return data

@@ -27,11 +27,9 @@ per request, so every index is in range for the body that carries it.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
-import msgpack
-
+from otel_dd_bridge.encoding._pack import Packer
 from otel_dd_bridge.model import TraceChunk
 
 __all__ = ["V05Encoder"]
@@ -45,31 +43,26 @@ class V05Encoder:
     content_type = "application/msgpack"
 
     def __init__(self) -> None:
-        self._local = threading.local()
-
-    def _packer(self) -> msgpack.Packer:
-        packer: msgpack.Packer | None = getattr(self._local, "packer", None)
-        if packer is None:
-            packer = msgpack.Packer(autoreset=True, use_bin_type=True)
-            self._local.packer = packer
-        return packer
+        self._packer = Packer()
 
     def encode(self, chunks: Sequence[TraceChunk]) -> bytes:
         """Encode chunks as one v0.5 body with its own string table."""
-        table: dict[str, int] = {"": 0}
-        # dict.setdefault with len(table) interns in one C call per string.
-        intern = table.setdefault
+        # A hit is one C-level subscript; only a new string runs __missing__. Strings are
+        # numbered in first-use order: per span meta (key, value), metrics keys, then service,
+        # name, resource, type.
+        t = _Table()
+        t[""] = 0
         traces = []
         for chunk in chunks:
             spans = []
             for s in chunk.spans:
-                meta = {intern(k, len(table)): intern(v, len(table)) for k, v in s.meta.items()}
-                metrics = {intern(k, len(table)): float(v) for k, v in s.metrics.items()}
+                meta = {t[k]: t[v] for k, v in s.meta.items()}
+                metrics = {t[k]: float(v) for k, v in s.metrics.items()}
                 spans.append(
                     (
-                        intern(s.service, len(table)),
-                        intern(s.name, len(table)),
-                        intern(s.resource, len(table)),
+                        t[s.service],
+                        t[s.name],
+                        t[s.resource],
                         s.trace_id,
                         s.span_id,
                         s.parent_id,
@@ -78,9 +71,19 @@ class V05Encoder:
                         s.error,
                         meta,
                         metrics,
-                        intern(s.type, len(table)),
+                        t[s.type],
                     )
                 )
             traces.append(spans)
-        data: bytes = self._packer().pack((list(table), traces))
+        data: bytes = self._packer.pack((list(t), traces))
         return data
+
+
+class _Table(dict[str, int]):
+    """The v0.5 string table: ``t[s]`` is the index of ``s``, assigned on first use."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> int:
+        i = self[key] = len(self)
+        return i

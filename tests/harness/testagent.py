@@ -86,7 +86,7 @@ class TestAgent:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> TestAgent:
+    def start(self, port: int | None = None) -> TestAgent:
         if not self.binary.exists():
             raise RuntimeError(
                 f"ddapm-test-agent not found at {self.binary}. Install it into its own venv, e.g. "
@@ -104,7 +104,7 @@ class TestAgent:
                if k not in _AGENT_ENV and not k.startswith(_AGENT_ENV_PREFIXES)}
         # Not --enabled-checks: its argparse type is typing.List, which rejects every value.
         env["ENABLED_CHECKS"] = CHECKS
-        self.port = _free_port()
+        self.port = port or _free_port()
         args = [
             str(self.binary),
             "--host", "127.0.0.1",
@@ -148,6 +148,24 @@ class TestAgent:
                 self.proc.kill()
                 self.proc.wait(5)
         self._cleanup()
+
+    def kill(self) -> None:
+        """SIGKILL the agent (a crash: no graceful close of connections); the port is kept."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._cleanup()
+
+    def restart(self, downtime: float = 0.0) -> TestAgent:
+        """Kill the agent, stay down ``downtime`` seconds, start it again on the same port/socket.
+
+        Everything it had received is lost, as with a real Agent restart.
+        """
+        port = self.port
+        self.kill()
+        if downtime:
+            time.sleep(downtime)
+        return self.start(port=port)
 
     def _cleanup(self) -> None:
         self.proc = None
