@@ -67,7 +67,12 @@ class _OwnRequestFilter(logging.Filter):
 
 
 _FILTER = _OwnRequestFilter()
-for _name in ("httpx", "httpcore"):
+# Logger filters are not inherited: httpcore logs on its child loggers, so each gets the filter.
+_FILTERED_LOGGERS = (
+    "httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+    "httpcore.proxy", "httpcore.socks",
+)
+for _name in _FILTERED_LOGGERS:
     _lg = logging.getLogger(_name)
     if _FILTER not in _lg.filters:
         _lg.addFilter(_FILTER)

@@ -23,7 +23,8 @@ ensure_dev() {
   if [ ! -x "$VENVS/dev/bin/python" ]; then
     "$PY" -m venv "$VENVS/dev"
   fi
-  quiet_pip "$VENVS/dev/bin/pip" install -q --disable-pip-version-check -e ".[test]"
+  quiet_pip "$VENVS/dev/bin/pip" install -q --disable-pip-version-check \
+    -c scripts/constraints.txt -e ".[test]"
 }
 
 ensure_testagent() {

@@ -55,3 +55,17 @@ def test_headers() -> None:
     assert h["Datadog-Meta-Lang"] == "python"
     assert h["Datadog-Client-Computed-Stats"] == "true"
     assert h["User-Agent"].startswith("otel-dd-bridge/")
+
+
+def test_own_httpcore_debug_logs_are_filtered_on_child_loggers(caplog) -> None:
+    """httpcore logs on child loggers (httpcore.http11, .connection): ours are filtered there too."""
+    from tests.faultserver import FaultServer, Reply
+
+    with FaultServer(lambda i, seen: Reply()) as srv:
+        t = HttpTransport(parse_agent_url(srv.url), timeout=2)
+        with caplog.at_level(logging.DEBUG, logger="httpcore"):
+            assert t.send("PUT", "/v0.4/traces", b"\x90", {}).ok
+            logging.getLogger("httpcore.http11").debug("a user's own httpcore line")
+        t.close()
+    msgs = [r.getMessage() for r in caplog.records if r.name.startswith("httpcore")]
+    assert msgs == ["a user's own httpcore line"]

@@ -152,7 +152,11 @@ class IntakeEncoder:
         self._env = env or "none"
         self._runtime_id = runtime_id
         self._lang_version = platform.python_version()
-        self._tracer_version = f"otel-dd-bridge-{__version__}"
+        # What agent mode sends as Datadog-Meta-Tracer-Version, which an Agent forwards as
+        # tracerVersion (and what our stats payloads say): the bridge's version. The
+        # translation's `otlp-<sdk version>` (the Agent's OTLP-ingest value) is not used here,
+        # so agentless output equals what an Agent forwards for our agent-mode payloads.
+        self._tracer_version = __version__
         self.agent_version = f"otel-dd-bridge/{__version__}"
 
     def languages(self, chunks: Iterable[TraceChunk]) -> str:
@@ -179,7 +183,7 @@ class IntakeEncoder:
                     containerID=info.container_id,
                     languageName=info.language_name or "python",
                     languageVersion=info.language_version or self._lang_version,
-                    tracerVersion=info.tracer_version or self._tracer_version,
+                    tracerVersion=self._tracer_version,
                     runtimeID=info.runtime_id or self._runtime_id,
                     env=info.env, hostname=info.hostname, appVersion=info.app_version,
                 )

@@ -451,13 +451,8 @@ def test_agentless_chunks_equal_mini_agent_output(parity: ParityRun) -> None:
     assert not report, "agentless chunks differ from the mini-agent's:\n" + "\n".join(report)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug (translate.py / encoding/intake_protobuf.py): agentless TracerPayload.tracerVersion "
-    "is 'otlp-<telemetry.sdk.version>' while agent mode sends Datadog-Meta-Tracer-Version "
-    "<bridge version>, which the agent forwards (and agentless stats say the same); remove "
-    "this mark once fixed"))
 def test_agentless_tracer_version_equals_mini_agent_output(parity: ParityRun) -> None:
-    """Kept apart from the chunk test so that a known open bug hides nothing else."""
+    """The bridge version on both paths (agent mode: the Datadog-Meta-Tracer-Version header)."""
     _require_b(parity)
     a = {v["tracerVersion"] for v in _chunk_view(parity.a).values()}
     b = {v["tracerVersion"] for v in _chunk_view(parity.b).values()}
