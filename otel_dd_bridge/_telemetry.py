@@ -10,7 +10,8 @@ Counter names (what :meth:`DatadogSpanExporter.stats` returns):
   ``payload_too_large``, ``rejected`` (a final 4xx), ``retry_deadline`` (retries exhausted),
   ``shutdown`` (``shutdown()`` or the exit deadline ended the wait, or ``export()`` after
   ``shutdown()``), ``encoding_error``, ``invalid_span`` (could not be translated: zero ids,
-  broken data), ``internal_error`` (a bug caught by ``export()``).
+  broken data), ``write_error`` (the file recorder could not append the batch: disk full,
+  I/O error, permissions), ``internal_error`` (a bug caught by ``export()``).
 
 Every span received ends up ``exported`` or in exactly one ``dropped.*`` counter once its
 ``export()`` call returned (``retried`` is an event count, not a span state).
@@ -43,6 +44,7 @@ DROP_REASONS: tuple[str, ...] = (
     "shutdown",
     "encoding_error",
     "invalid_span",
+    "write_error",
     "internal_error",
 )
 _BASE = ("received", "exported", "retried")

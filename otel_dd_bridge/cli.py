@@ -7,7 +7,8 @@
 * ``view FILE|-`` draws the traces of such a file as a waterfall (:mod:`.waterfall`).
 * ``demo`` starts a local Datadog test agent (``ddapm-test-agent``), traces a small web request
   with the OpenTelemetry SDK and this exporter, reads back what the agent received and draws it.
-  No Datadog account needed.
+  No Datadog account needed. ``--web-ui`` also starts the agent's web UI on 127.0.0.1 and
+  keeps the agent running until Ctrl-C.
 
 Exit codes (all subcommands): 0 success; 1 the destination did not take the traces (or
 ``check``: traces would not be delivered; ``view``: no such trace); 2 usage or configuration
@@ -66,16 +67,39 @@ def _get_json(url: str) -> Any:
         return json.loads(resp.read())
 
 
-def _start_agent(binary: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+def _agent_has_web_ui(binary: str) -> bool:
+    """Whether this ddapm-test-agent offers ``--web-ui-port`` (1.69.1 does; older ones may not).
+
+    Asked of the binary's own ``--help`` rather than assumed, so that demo never advertises a UI
+    that a user-supplied older agent does not have.
+    """
+    try:
+        out = subprocess.run([binary, "--help"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return b"--web-ui-port" in out.stdout
+
+
+def _start_agent(
+    binary: str, web_ui_port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """Start the test agent on 127.0.0.1; with ``web_ui_port`` also its web UI (same host).
+
+    ``WEB_UI_PORT`` is removed from the agent's environment: the agent reads it as a default
+    for ``--web-ui-port`` (and crashes on an empty value), and demo decides that alone.
+    """
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DD_TRACE_AGENT_URL", "DD_AGENT_URL")}
+    drop = ("DD_TRACE_AGENT_URL", "DD_AGENT_URL", "WEB_UI_PORT")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     logdir = Path(tempfile.mkdtemp(prefix="otel-dd-bridge-demo-"))
     log = open(logdir / "test-agent.log", "wb")  # noqa: SIM115 - owned by the process
-    proc = subprocess.Popen(
-        [binary, "--host", "127.0.0.1", "--port", str(port),
-         "--otlp-http-port", str(_free_port()), "--otlp-grpc-port", str(_free_port())],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
+    cmd = [binary, "--host", "127.0.0.1", "--port", str(port),
+           "--otlp-http-port", str(_free_port()), "--otlp-grpc-port", str(_free_port())]
+    if web_ui_port is not None:
+        cmd += ["--web-ui-port", str(web_ui_port)]
+    # A session of its own: Ctrl-C reaches demo only, which then stops the agent (in finally).
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -160,10 +184,36 @@ def _render(traces: list[list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def _wait_for_web_ui(url: str, proc: subprocess.Popen[bytes]) -> bool:
+    """True once the web UI answers HTTP 200 at ``url`` (it starts with the APM server)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback only
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 def _demo(args: argparse.Namespace) -> int:
     binary = _find_test_agent(args.test_agent)
-    proc, url, logdir = _start_agent(binary)
+    want_ui = args.web_ui or args.web_ui_port is not None
+    has_ui = _agent_has_web_ui(binary)
+    if want_ui and not has_ui:
+        print(f"otel-dd-bridge demo: {binary} has no web UI (no --web-ui-port); "
+              "upgrade ddapm-test-agent", file=sys.stderr)
+        return EXIT_USAGE
+    ui_port = (args.web_ui_port or _free_port()) if want_ui else None
+    proc, url, logdir = _start_agent(binary, ui_port)
     try:
+        ui_url = f"http://127.0.0.1:{ui_port}/" if ui_port is not None else None
+        if ui_url is not None and not _wait_for_web_ui(ui_url, proc):
+            print(f"otel-dd-bridge demo: the test agent's web UI did not answer at {ui_url}",
+                  file=sys.stderr)
+            return EXIT_FAILED
         _make_traffic(url)
         traces: list[list[dict[str, Any]]] = []
         deadline = time.monotonic() + 10
@@ -186,6 +236,13 @@ def _demo(args: argparse.Namespace) -> int:
         print(_render(traces))
         if args.json:
             print(json.dumps(traces, indent=2, sort_keys=True))
+        print()
+        if ui_url is not None:
+            print(f"Test agent web UI: {ui_url}  (requests and traces it received)")
+        elif has_ui:
+            print("The test agent has a web UI: run `otel-dd-bridge demo --web-ui` to open it.")
+        if ui_url is not None or args.keep:
+            return _keep_running(proc, url)
         return 0
     finally:
         proc.terminate()
@@ -194,6 +251,31 @@ def _demo(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(logdir, ignore_errors=True)
+
+
+def _keep_running(proc: subprocess.Popen[bytes], url: str) -> int:
+    """Keep the test agent up until Ctrl-C or SIGTERM (0), or until it dies by itself (1).
+
+    SIGINT may be ignored when demo was started in the background by a non-interactive shell,
+    so SIGTERM (``kill``) is honoured too; either way the caller's ``finally`` stops the agent.
+    """
+    import signal
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    print(f"The test agent keeps running at {url}; press Ctrl-C to stop it.", flush=True)
+    try:
+        while proc.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"otel-dd-bridge demo: the test agent exited (status {proc.returncode})",
+          file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -592,6 +674,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--test-agent", help="path of the ddapm-test-agent executable")
     demo.add_argument("--json", action="store_true", help="also print the raw spans as JSON")
+    demo.add_argument("--web-ui", action="store_true",
+                      help="also start the test agent's web UI on 127.0.0.1 (a free port), print "
+                           "its URL and keep the agent running until Ctrl-C")
+    demo.add_argument("--web-ui-port", type=int, metavar="PORT",
+                      help="like --web-ui, on this port (still 127.0.0.1 only)")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep the test agent running until Ctrl-C (implied by --web-ui)")
     check = sub.add_parser(
         "check",
         help="show the resolved configuration and probe the Agent (or the intake)",
@@ -655,6 +744,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="input format (default: by file extension, else by content)")
     args = parser.parse_args(argv)
     if args.command == "demo":
+        if args.web_ui_port is not None and not 0 < args.web_ui_port < 65536:
+            parser.error("--web-ui-port must be between 1 and 65535")
         return _demo(args)
     if args.command == "check":
         return _check(args)

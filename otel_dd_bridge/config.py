@@ -404,6 +404,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Agentless obfuscation: approximate memory of each LRU cache of obfuscated SQL and "
             "Redis resources (a repeated statement then costs one look-up; the Agent's default "
             "`apm_config.obfuscation.cache.max_size`), bytes; 0 disables it."),
+    Setting("obfuscate_all_statements", ("OTEL_DD_BRIDGE_OBFUSCATE_ALL_STATEMENTS",), _p_bool,
+            True,
+            "Agentless obfuscation: also strip values the Agent itself would leave: Memcached "
+            "resources and `db.statement` / `db.query.text` keep only the command line before "
+            "the first `\\r\\n` (stored data dropped), and Redis/Valkey `db.statement` / "
+            "`db.query.text` hide values as `redis.raw_command` does (`SET k ?`). False: "
+            "exactly the Agent's defaults."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -448,6 +455,7 @@ class ExporterConfig:
     stats_max_http_endpoints: int = 512
     stats_max_peer_tags: int = 512
     obfuscation_cache_max_bytes: int = 5_000_000
+    obfuscate_all_statements: bool = True
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:  # the API key must never appear in a repr

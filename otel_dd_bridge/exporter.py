@@ -93,7 +93,8 @@ class DatadogSpanExporter(SpanExporter):
             name_hook=name_hook, resource_hook=resource_hook, service_hook=service_hook,
         )
         self._cache = _Cache(self._options.max_cached_resources)
-        self._obfuscator = Obfuscator(cache_max_bytes=cfg.obfuscation_cache_max_bytes)
+        self._obfuscator = Obfuscator(cache_max_bytes=cfg.obfuscation_cache_max_bytes,
+                                      all_statements=cfg.obfuscate_all_statements)
         if cfg.debug and DEBUG_LOGGER.level == logging.NOTSET:
             DEBUG_LOGGER.setLevel(logging.DEBUG)  # the user asked for it; handlers stay theirs
         self._cache_lock = threading.Lock()

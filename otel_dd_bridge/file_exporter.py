@@ -10,10 +10,11 @@ FILE`` draws it.
 Crash safety. Each ``export()`` renders its whole batch first and appends it with one
 ``os.write`` on an ``O_APPEND`` descriptor: there is no user-space buffer to lose, and a
 process killed with SIGKILL leaves whole records (the kernel completes a write to a regular
-file that it has started). Only a machine crash or a full disk can cut a record; for that case,
-opening a file whose end is not a record boundary truncates the incomplete tail, and the
-reader (``send``/``view``) skips an unterminated last line. No ``fsync``: surviving power
-loss is not worth a disk flush per batch.
+file that it has started). A full disk (or any other write error) drops the whole batch,
+counted as ``dropped.write_error``, and the part of it that fitted is truncated away at once;
+only a machine crash can leave a cut record: opening a file whose end is not a record boundary
+truncates the incomplete tail, and the reader (``send``/``view``) skips an unterminated last
+line. No ``fsync``: surviving power loss is not worth a disk flush per batch.
 
 Rotation. Before a batch that would take the file over ``file_max_bytes``, ``PATH`` becomes
 ``PATH.1`` (``PATH.1`` -> ``PATH.2`` ... up to ``file_backups``; the oldest is deleted). A
@@ -200,9 +201,20 @@ class DatadogFileExporter(SpanExporter):
             self._rotate()
             self._fd = self._open()
         view = memoryview(data)
-        while view:  # one write in practice; loop only for a short write (full disk, signal)
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:  # one write in practice; loop only for a short write (full disk, signal)
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            # A full disk takes the part that fits, then ENOSPC: cut that part off again so
+            # the file keeps whole records only and none of the batch (all counted dropped)
+            # is on disk; the truncation also gives the space back.
+            if len(view) < len(data):
+                try:
+                    os.ftruncate(self._fd, self._size)
+                except OSError:
+                    pass  # the next _open() repairs the tail
+            raise
         self._size += len(data)
 
     # -- SpanExporter -----------------------------------------------------------------------
@@ -225,7 +237,7 @@ class DatadogFileExporter(SpanExporter):
                 try:
                     self._write(data)
                 except OSError as exc:
-                    self.counters.drop("internal_error", written)
+                    self.counters.drop("write_error", written)
                     self._log.log(logging.ERROR, "write", "could not write %d spans to %s: %s",
                                   written, self.path, exc)
                     if self._fd is not None:

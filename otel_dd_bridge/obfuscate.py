@@ -30,6 +30,16 @@ defaults; ``sql_obfuscation_mode: ""``, i.e. the legacy tokenizer, no ``features
 * type ``web`` / ``http``: user info (``user:password@``) is removed from ``http.url``; query
   strings and path digits are kept (both options are off by default).
 
+Beyond the Agent (``all_statements``, on by default; the ``obfuscate_all_statements`` setting),
+so that no stored value leaves the process even where the Agent would forward it:
+
+* type ``memcached``: the resource (translation puts ``db.statement`` there) and
+  ``db.statement`` / ``db.query.text`` keep only the command line before the first ``\\r\\n``,
+  trimmed, which is what the Agent's memcached obfuscator keeps with ``keep_command: true``
+  (``set k 0 60 5\\r\\nvalue`` -> ``set k 0 60 5``; key, flags, expiry and length stay);
+* type ``redis`` / ``valkey``: ``db.statement`` / ``db.query.text`` get the value hiding of
+  ``redis.raw_command`` (``SET k ?``, ``AUTH ?``).
+
 Where libdatadog (the Rust mini-agent on this machine) differs, this module follows the Go Agent;
 each difference is named in a ``libdatadog differs`` comment below and in the README.
 
@@ -44,7 +54,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from otel_dd_bridge.model import DDSpan, TraceChunk
 from otel_dd_bridge.normalize import MAX_RESOURCE_LEN, truncate_meta_value, truncate_utf8
@@ -89,6 +99,7 @@ TAG_OPENSEARCH_BODY = "opensearch.body"
 TAG_HTTP_URL = "http.url"
 
 _SQL_QUERY_TAGS = (TAG_SQL_QUERY, TAG_DB_STATEMENT, TAG_DB_QUERY_TEXT)
+_STATEMENT_TAGS = (TAG_DB_STATEMENT, TAG_DB_QUERY_TEXT)
 
 
 class SQLObfuscationError(ValueError):
@@ -916,6 +927,13 @@ def obfuscate_memcached(command: str, keep_command: bool = False) -> str:
     """``memcached.command``: emptied by default; with ``keep_command`` the first line only."""
     if not keep_command:
         return ""
+    return _memcached_command_line(command)
+
+
+def _memcached_command_line(command: str) -> str:
+    """What the Agent keeps of a Memcached command with ``keep_command``: the text before the
+    first ``\\r\\n`` (a storage command's data block follows it), surrounding whitespace
+    trimmed. A command without data (``get k``, ``incr k 1``) is kept whole."""
     return command.split("\r\n", 1)[0].strip(_GO_SPACE)
 
 
@@ -1270,18 +1288,31 @@ class Obfuscator:
 
     Args:
         cache_max_bytes: approximate memory of each LRU result cache (SQL resources, Redis
-            resources); 0 disables caching.
+            resources, Redis statements); 0 disables caching.
         credit_cards: look for card numbers in meta values (the Agent's default: on).
+        all_statements: also strip what the Agent itself forwards (the
+            ``obfuscate_all_statements`` setting, default on): a Memcached resource and
+            Memcached ``db.statement`` / ``db.query.text`` keep only the command line before
+            the first ``\\r\\n`` (the stored data after it is dropped), and Redis/Valkey
+            ``db.statement`` / ``db.query.text`` hide values as ``redis.raw_command`` does.
+            Off: exactly the Agent's defaults, which leave those raw.
     """
 
     def __init__(
-        self, cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES, credit_cards: bool = True
+        self,
+        cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
+        credit_cards: bool = True,
+        all_statements: bool = True,
     ) -> None:
         self._lock = threading.Lock()
         self._sql_cache = _LRU(cache_max_bytes)
         self._redis_cache = _LRU(cache_max_bytes)
+        # Redis statements (all_statements): a third cache, as the text often equals the
+        # resource but its result differs from the quantized resource.
+        self._redis_stmt_cache = _LRU(cache_max_bytes)
         self._literal_escapes = False
         self.credit_cards = credit_cards
+        self.all_statements = all_statements
 
     # -- SQL ---------------------------------------------------------------------------------
     def obfuscate_sql(self, query: str) -> str:
@@ -1334,6 +1365,16 @@ class Obfuscator:
             self._redis_cache.put(resource, (out, True))
         return out
 
+    def _redis_statement(self, statement: str) -> str:
+        with self._lock:
+            hit = self._redis_stmt_cache.get(statement)
+        if hit is not None:
+            return hit[0]
+        out = obfuscate_redis(statement)
+        with self._lock:
+            self._redis_stmt_cache.put(statement, (out, True))
+        return out
+
     # -- spans -------------------------------------------------------------------------------
     def obfuscate_span(self, span: DDSpan) -> None:
         """Obfuscate one span in place (may raise on a bug; see :meth:`obfuscate_chunks`)."""
@@ -1357,11 +1398,22 @@ class Obfuscator:
             v = meta.get(tag)
             if v:
                 meta[tag] = obfuscate_redis(v)
+            if self.all_statements:
+                # Beyond the Agent (Go and libdatadog forward these raw): the statement tags
+                # carry the same values as the raw command, so they lose them the same way.
+                self._obfuscate_statement_tags(meta, self._redis_statement)
         elif t == "memcached":
             # libdatadog differs: off unless DD_APM_OBFUSCATION_MEMCACHED_ENABLED, and then it
             # keeps the command line; the Go Agent empties the tag by default.
             if meta.get(TAG_MEMCACHED):
                 meta[TAG_MEMCACHED] = obfuscate_memcached(meta[TAG_MEMCACHED])
+            if self.all_statements:
+                # Beyond the Agent (Go and libdatadog leave the resource and statement tags
+                # alone): what the Agent keeps of a command with keep_command on, the line
+                # before the stored data. An empty result falls back to the span name, as the
+                # normalizer does for an empty resource.
+                span.resource = _memcached_command_line(span.resource) or span.name
+                self._obfuscate_statement_tags(meta, _memcached_command_line)
         elif t == "web" or t == "http":
             # libdatadog differs: with both HTTP options off it leaves the URL untouched.
             v = meta.get(TAG_HTTP_URL)
@@ -1378,6 +1430,19 @@ class Obfuscator:
                 v = meta.get(tag)
                 if v:
                     meta[tag] = truncate_meta_value(obfuscate_json(v))
+
+    @staticmethod
+    def _obfuscate_statement_tags(meta: dict[str, str], obfuscate: Callable[[str], str]) -> None:
+        """``db.statement`` / ``db.query.text`` through ``obfuscate`` (computed once when both
+        hold the same text), cut to the tag limit as the Agent's truncator would."""
+        done: dict[str, str] = {}
+        for tag in _STATEMENT_TAGS:
+            v = meta.get(tag)
+            if v:
+                out = done.get(v)
+                if out is None:
+                    out = done[v] = truncate_meta_value(obfuscate(v))
+                meta[tag] = out
 
     def _obfuscate_sql_span(self, span: DDSpan) -> None:
         raw = span.resource
@@ -1428,7 +1493,7 @@ class Obfuscator:
                     self.obfuscate_span(span)
                 except Exception:  # noqa: BLE001 - export() must never raise
                     logger.debug("obfuscation failed for a span; safe values used", exc_info=True)
-                    _make_safe(span)
+                    _make_safe(span, self.all_statements)
 
 
 _TYPE_TAGS: dict[str, tuple[str, ...]] = {
@@ -1443,7 +1508,10 @@ _TYPE_TAGS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _make_safe(span: DDSpan) -> None:
+_ALL_STATEMENTS_TYPES = frozenset({"redis", "valkey", "memcached"})
+
+
+def _make_safe(span: DDSpan, all_statements: bool = True) -> None:
     try:
         if span.type in ("sql", "cassandra"):
             span.resource = NON_PARSABLE_SQL
@@ -1455,6 +1523,8 @@ def _make_safe(span: DDSpan) -> None:
         if tags is not None:
             if span.type not in ("web", "http"):
                 span.resource = SAFE_PLACEHOLDER
+            if all_statements and span.type in _ALL_STATEMENTS_TYPES:
+                tags = tags + _STATEMENT_TAGS
             for tag in tags:
                 if tag in span.meta:
                     span.meta[tag] = SAFE_PLACEHOLDER

@@ -125,7 +125,7 @@ def test_an_incomplete_tail_is_truncated_on_open(tmp_path: Path) -> None:
 def test_write_errors_are_counted_not_raised(tmp_path: Path) -> None:
     exp = DatadogFileExporter(tmp_path, _environ={})  # a directory: open() fails
     assert exp.export(_batch(1)) is SpanExportResult.FAILURE
-    assert exp.stats()["dropped.internal_error"] == 3
+    assert exp.stats()["dropped.write_error"] == 3
 
 
 _WRITER = textwrap.dedent("""

@@ -331,6 +331,121 @@ def test_span_case(case: SpanCase) -> None:
     assert got == case.meta, f"full meta: {case.span.meta}"
 
 
+@dataclass
+class StatementCase:
+    """One span under both values of ``all_statements`` (``obfuscate_all_statements``).
+
+    ``on`` / ``off``: the expected ``(resource, meta)``, ``None`` in meta meaning absent. Off is
+    exactly the Agent (which forwards these raw); on strips what the Agent leaves.
+    """
+
+    name: str
+    type: str
+    resource: str
+    meta: dict[str, str]
+    on: tuple[str, dict[str, str | None]]
+    off: tuple[str, dict[str, str | None]]
+
+
+_MC_SET = "set session:abc 0 3600 11\r\nhello world"
+_MC_SET_LINE = "set session:abc 0 3600 11"
+
+STATEMENT_CASES = [
+    StatementCase("redis db.statement hides values like raw_command", "redis",
+                  "SET user:1 alice EX 60", {"db.statement": "SET user:1 alice EX 60"},
+                  on=("SET", {"db.statement": "SET user:1 ? EX 60"}),
+                  off=("SET", {"db.statement": "SET user:1 alice EX 60"})),
+    StatementCase("redis db.query.text AUTH password hidden", "redis", "AUTH hunter2",
+                  {"db.query.text": "AUTH hunter2"},
+                  on=("AUTH", {"db.query.text": "AUTH ?"}),
+                  off=("AUTH", {"db.query.text": "AUTH hunter2"})),
+    StatementCase("redis pipeline statement, each command", "redis", "SET a 1\nHSET h f v\nGET a",
+                  {"db.statement": "SET a 1\nHSET h f v\nGET a"},
+                  on=("SET HSET GET ...", {"db.statement": "SET a ?\nHSET h f ?\nGET a"}),
+                  off=("SET HSET GET ...", {"db.statement": "SET a 1\nHSET h f v\nGET a"})),
+    StatementCase("redis statement, query text and raw command together", "redis",
+                  "HSET h f secret",
+                  {"db.statement": "HSET h f secret", "db.query.text": "HSET h f secret",
+                   "redis.raw_command": "HSET h f secret"},
+                  on=("HSET", {"db.statement": "HSET h f ?", "db.query.text": "HSET h f ?",
+                               "redis.raw_command": "HSET h f ?"}),
+                  off=("HSET", {"db.statement": "HSET h f secret",
+                                "db.query.text": "HSET h f secret",
+                                "redis.raw_command": "HSET h f ?"})),
+    StatementCase("redis read command keeps its key", "redis", "GET user:1",
+                  {"db.statement": "GET user:1"},
+                  on=("GET", {"db.statement": "GET user:1"}),
+                  off=("GET", {"db.statement": "GET user:1"})),
+    StatementCase("valkey statement like redis", "valkey", "MSET a 1 b 2",
+                  {"db.statement": "MSET a 1 b 2"},
+                  on=("MSET", {"db.statement": "MSET a ? b ?"}),
+                  off=("MSET", {"db.statement": "MSET a 1 b 2"})),
+    StatementCase("memcached storage command loses its data block", "memcached", _MC_SET,
+                  {"db.statement": _MC_SET},
+                  on=(_MC_SET_LINE, {"db.statement": _MC_SET_LINE}),
+                  off=(_MC_SET, {"db.statement": _MC_SET})),
+    StatementCase("memcached data with CRLF inside: only the first line kept", "memcached",
+                  "set k 0 0 9\r\nab\r\ncd\r\ne", {"db.query.text": "set k 0 0 9\r\nab\r\ncd\r\ne"},
+                  on=("set k 0 0 9", {"db.query.text": "set k 0 0 9"}),
+                  off=("set k 0 0 9\r\nab\r\ncd\r\ne",
+                       {"db.query.text": "set k 0 0 9\r\nab\r\ncd\r\ne"})),
+    StatementCase("memcached command line trimmed like the Agent", "memcached",
+                  " incr visits 1 \r\n", {"db.statement": " incr visits 1 \r\n"},
+                  on=("incr visits 1", {"db.statement": "incr visits 1"}),
+                  off=(" incr visits 1 \r\n", {"db.statement": " incr visits 1 \r\n"})),
+    StatementCase("memcached read command kept whole", "memcached", "get session:abc",
+                  {"db.statement": "get session:abc"},
+                  on=("get session:abc", {"db.statement": "get session:abc"}),
+                  off=("get session:abc", {"db.statement": "get session:abc"})),
+    StatementCase("memcached resource that is only data falls back to the span name",
+                  "memcached", "\r\nsecret", {},
+                  on=("op", {"db.statement": None}), off=("\r\nsecret", {"db.statement": None})),
+    StatementCase("memcached.command emptied under both settings (the Agent default)",
+                  "memcached", "set", {"memcached.command": "set k 0 0 3\r\nabc"},
+                  on=("set", {"memcached.command": ""}), off=("set", {"memcached.command": ""})),
+    StatementCase("other types keep their statements", "custom", "SET k v",
+                  {"db.statement": "SET k v\r\nx"},
+                  on=("SET k v", {"db.statement": "SET k v\r\nx"}),
+                  off=("SET k v", {"db.statement": "SET k v\r\nx"})),
+    StatementCase("sql unaffected by the setting", "sql", "SELECT 1",
+                  {"db.statement": "SELECT 2"},
+                  on=("SELECT ?", {"db.statement": "SELECT ?", "sql.query": "SELECT ?"}),
+                  off=("SELECT ?", {"db.statement": "SELECT ?", "sql.query": "SELECT ?"})),
+]
+
+
+@pytest.mark.parametrize("all_statements", [True, False], ids=["on", "off"])
+@pytest.mark.parametrize("case", STATEMENT_CASES, ids=lambda c: c.name)
+def test_statement_case(case: StatementCase, all_statements: bool) -> None:
+    span = _span(case.type, case.resource, case.meta)
+    obfuscate_chunks([TraceChunk(spans=[span])], Obfuscator(all_statements=all_statements))
+    resource, meta = case.on if all_statements else case.off
+    assert span.resource == resource
+    assert {k: span.meta.get(k) for k in meta} == meta, f"full meta: {span.meta}"
+
+
+def test_all_statements_is_the_default() -> None:
+    """Without arguments the obfuscator strips the values, as the setting's default says."""
+    span = _span("memcached", _MC_SET, {"db.statement": _MC_SET})
+    obfuscate_chunks([TraceChunk(spans=[span])])
+    assert (span.resource, span.meta["db.statement"]) == (_MC_SET_LINE, _MC_SET_LINE)
+
+
+def test_statement_cut_at_the_tag_limit_still_loses_its_value() -> None:
+    """Normalization cuts a 30 000-byte statement to 25 000 + ``...`` first; the value is still
+    recognised as the value (a truncated memcached data block is still after the line)."""
+    from otel_dd_bridge.normalize import truncate_meta_value
+
+    long = truncate_meta_value("SET k " + "v" * 30_000)
+    span = _span("redis", "SET", {"db.statement": long})
+    obfuscate_chunks([TraceChunk(spans=[span])], Obfuscator())
+    assert span.meta["db.statement"] == "SET k ?"
+    long = truncate_meta_value("set k 0 0 30000\r\n" + "v" * 30_000)
+    span = _span("memcached", long, {"db.statement": long})
+    obfuscate_chunks([TraceChunk(spans=[span])], Obfuscator())
+    assert (span.resource, span.meta["db.statement"]) == ("set k 0 0 30000",) * 2
+
+
 def test_translated_otel_spans_end_to_end() -> None:
     """Real SDK spans through translate then obfuscate: no literal survives in what we would send."""
     spans = [
@@ -375,6 +490,33 @@ def test_never_raises_and_leaves_safe_values(monkeypatch: pytest.MonkeyPatch) ->
     assert later.resource == "AUTH" and later.meta["redis.raw_command"] == "AUTH ?"
 
 
+@pytest.mark.parametrize("all_statements", [True, False], ids=["on", "off"])
+def test_safe_values_cover_statement_tags_when_on(
+    monkeypatch: pytest.MonkeyPatch, all_statements: bool
+) -> None:
+    """A bug inside obfuscation: with the setting on the statement tags of Redis and Memcached
+    spans become ``?`` too; off, they stay what the Agent would forward (raw)."""
+    import otel_dd_bridge.obfuscate as mod
+
+    def boom(command: str) -> str:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(mod, "obfuscate_redis", boom)
+    monkeypatch.setattr(mod, "_memcached_command_line", boom)
+    redis = _span("redis", "SET a b", {"db.statement": "SET a b", "redis.raw_command": "SET a b"})
+    mc = _span("memcached", _MC_SET, {"db.statement": _MC_SET, "memcached.command": _MC_SET})
+    Obfuscator(all_statements=all_statements).obfuscate_chunks([TraceChunk(spans=[redis, mc])])
+    assert redis.resource == "?" and redis.meta["redis.raw_command"] == "?"
+    if all_statements:
+        assert redis.meta["db.statement"] == "?"
+        assert mc.resource == "?" and mc.meta == {"db.statement": "?", "memcached.command": "?"}
+    else:
+        assert redis.meta["db.statement"] == "SET a b"
+        # off, the memcached span never reaches the failing helper: the Agent's treatment
+        assert mc.resource == _MC_SET
+        assert mc.meta == {"db.statement": _MC_SET, "memcached.command": ""}
+
+
 def test_cache_is_bounded_by_memory_and_hits() -> None:
     budget = 1000
     ob = Obfuscator(cache_max_bytes=budget)
@@ -391,6 +533,21 @@ def test_cache_is_bounded_by_memory_and_hits() -> None:
     big = "SELECT " + ", ".join(f"c{i}" for i in range(400))  # larger than the whole budget
     ob.obfuscate_sql(big)
     assert ob._sql_cache.get(big) is None and ob._sql_cache.cost <= budget
+
+
+def test_redis_statements_cached_apart_from_resources() -> None:
+    """The statement equals the resource here, yet each keeps its own result (and cache)."""
+    ob = Obfuscator()
+    for _ in range(2):
+        span = _span("redis", "SET k v", {"db.statement": "SET k v"})
+        ob.obfuscate_chunks([TraceChunk(spans=[span])])
+        assert (span.resource, span.meta["db.statement"]) == ("SET", "SET k ?")
+    assert ob._redis_stmt_cache.get("SET k v") == ("SET k ?", True)
+    assert ob._redis_cache.get("SET k v") == ("SET", True)
+    off = Obfuscator(cache_max_bytes=0)
+    span = _span("redis", "SET k v", {"db.statement": "SET k v"})
+    off.obfuscate_chunks([TraceChunk(spans=[span])])
+    assert span.meta["db.statement"] == "SET k ?" and len(off._redis_stmt_cache) == 0
 
 
 def test_cached_lookup_is_cheap() -> None:
@@ -443,6 +600,56 @@ def test_cache_setting_reaches_the_exporter() -> None:
         assert exp._obfuscator._sql_cache._max == 777
     finally:
         exp.shutdown()
+
+
+@pytest.mark.parametrize(("env", "want"), [({}, True), (
+    {"OTEL_DD_BRIDGE_OBFUSCATE_ALL_STATEMENTS": "false"}, False)], ids=["default", "env false"])
+def test_all_statements_setting_reaches_the_exporter(env: dict[str, str], want: bool) -> None:
+    from otel_dd_bridge.exporter import DatadogSpanExporter
+
+    exp = DatadogSpanExporter(mode="agentless", api_key="k", intake_url="http://127.0.0.1:9",
+                              _environ=env)
+    try:
+        assert exp.config.obfuscate_all_statements is want
+        assert exp._obfuscator.all_statements is want
+    finally:
+        exp.shutdown()
+
+
+@pytest.mark.parametrize("all_statements", [True, False], ids=["on", "off"])
+def test_agentless_export_of_cache_statements(all_statements: bool) -> None:
+    """Real SDK spans through the exporter to the fake intake (decoded independently): with the
+    setting on no stored value of a Redis or Memcached statement arrives; off, exactly what the
+    Agent forwards (resource quantized / memcached.command emptied, statements raw)."""
+    from otel_dd_bridge.exporter import DatadogSpanExporter
+    from tests.harness.fakeintake import TRACES_PATH, FakeIntake
+
+    spans = [
+        make_span("SET", kind=SpanKind.CLIENT, span_id=31, attributes={
+            "db.system": "redis", "db.statement": "SET token abc123 EX 60",
+        }),
+        make_span("set", kind=SpanKind.CLIENT, span_id=32, attributes={
+            "db.system": "memcached", "db.statement": "set sess 0 60 9\r\nxyz789abc",
+        }),
+    ]
+    with FakeIntake() as intake:
+        exp = DatadogSpanExporter(mode="agentless", api_key="k", intake_url=intake.url,
+                                  compute_stats=False, obfuscate_all_statements=all_statements)
+        try:
+            exp.export(spans)
+            intake.wait_for(1, path=TRACES_PATH)
+            got = {s["spanID"]: s for s in intake.spans()}
+        finally:
+            exp.shutdown()
+    redis, mc = got[31], got[32]
+    assert (redis["type"], redis["resource"], mc["type"]) == ("redis", "SET", "memcached")
+    if all_statements:
+        assert redis["meta"]["db.statement"] == "SET token ? EX 60"
+        assert mc["resource"] == mc["meta"]["db.statement"] == "set sess 0 60 9"
+        assert "abc123" not in str(redis) and "xyz789abc" not in str(mc)
+    else:
+        assert redis["meta"]["db.statement"] == "SET token abc123 EX 60"
+        assert mc["resource"] == mc["meta"]["db.statement"] == "set sess 0 60 9\r\nxyz789abc"
 
 
 def test_agentless_export_sends_obfuscated_spans_to_the_intake() -> None:

@@ -58,7 +58,9 @@ MAX_RESOURCE_LEN = 5000
 #: ``db.query.text`` (libdatadog forwards them raw); when the tag holds the resource, B's value
 #: is the mini-agent's ``sql.query``; otherwise (the tag is longer than the 5 000-character
 #: resource) it must at least carry no quoted literal and differ from the raw value. On spans
-#: of other types (redis, memcached) both forward the tag raw and B must equal A.
+#: of other types B must equal A, except the Redis/Memcached statements whose values we strip
+#: beyond the Agent (``obfuscate_all_statements``): those cases are listed one by one, with
+#: the exact value, in :data:`KNOWN_CASE_DIFFERENCES`.
 KNOWN_TAG_DIFFERENCES: dict[str, str] = {
     "db.statement": "Go Agent obfuscates db.statement; libdatadog leaves it raw",
     "db.query.text": "Go Agent obfuscates db.query.text; libdatadog leaves it raw",
@@ -93,6 +95,21 @@ KNOWN_CASE_DIFFERENCES: dict[tuple[str, str], tuple[str, str]] = {
     ("elasticsearch_body", "meta.elasticsearch.body"): (
         "Go Agent replaces every JSON value in elasticsearch.body by default; libdatadog does "
         "not", '{"query":{"match":{"user":"?"}},"size":"?"}'),
+    # Beyond both agents (obfuscate_all_statements, on by default): neither the Go Agent nor
+    # libdatadog touches these, we strip the values (cases without a value stay equal to A).
+    **{(case, "meta.db.statement"): (
+        "obfuscate_all_statements: Redis db.statement hides values as redis.raw_command does "
+        "(both agents forward it raw)", want) for case, want in (
+            ("redis_set", "SET user:42:name ? EX 3600"),
+            ("redis_hmset", "HMSET user:42 name ? email ?"),
+            ("redis_auth", "AUTH ?"),
+            ("redis_pipeline", "SET a ?\nINCRBY counter 5\nEXPIRE a 60"),
+            ("redis_raw_command", "SET session:1 ?"))},
+    **{("memcached_set", f): (
+        "obfuscate_all_statements: the Memcached command line only, its stored data after "
+        "\\r\\n dropped (what the Go Agent keeps of memcached.command with keep_command; "
+        "both agents leave the resource and db.statement raw)", "set session:abc 0 3600 11")
+       for f in ("resource", "meta.db.statement")},
 }
 
 #: Cases whose whole chunk B does not send: what an Agent with its samplers forwards. The Go
@@ -291,7 +308,7 @@ _SPAN_FIELDS = ("service", "name", "resource", "type", "error", "traceID", "pare
 def _known_tag_ok(key: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
     raw, got = a["meta"].get(key), b["meta"].get(key)
     if raw is None or got is None or a["type"] not in ("sql", "cassandra"):
-        return raw == got  # only SQL statements are obfuscated
+        return raw == got  # other statements differ only in the cases listed one by one
     if len(raw) <= MAX_RESOURCE_LEN:
         return bool(got == a["meta"].get("sql.query"))
     return got != raw and "'" not in got
@@ -355,6 +372,15 @@ def test_span_diff_reports_what_differs() -> None:
     b = json.loads(json.dumps(a))
     b["resource"] = "whatever"
     assert "expected 'Non-parsable SQL query'" in "\n".join(span_diff("pg_long", a, b))
+    # a non-SQL statement: equal to A unless the case is listed, then exactly the listed value
+    a = {**a, "type": "redis", "resource": "AUTH",
+         "meta": {"db.statement": "AUTH s3cr3t-password"}}
+    b = json.loads(json.dumps(a))
+    assert span_diff("redis_get", a, b) == []  # not listed: B must equal A, and does
+    assert "expected 'AUTH ?'" in "\n".join(span_diff("redis_auth", a, b))  # listed: raw fails
+    b["meta"]["db.statement"] = "AUTH ?"
+    assert span_diff("redis_auth", a, b) == []
+    assert "meta['db.statement']" in "\n".join(span_diff("redis_get", a, b))
 
 
 # --------------------------------------------------------------------------- the judge judged
