@@ -6,6 +6,7 @@ Public surface only; everything else is private to the package.
 from otel_dd_bridge.config import ExporterConfig, resolve_config
 from otel_dd_bridge.exporter import DatadogSpanExporter
 from otel_dd_bridge.model import DDSpan, PayloadInfo, TraceChunk
+from otel_dd_bridge.processor import DatadogBatchSpanProcessor
 from otel_dd_bridge.propagator import DatadogPropagator
 from otel_dd_bridge.sampler import DatadogSampler
 from otel_dd_bridge.translate import TranslateOptions, translate_spans
@@ -13,6 +14,7 @@ from otel_dd_bridge.version import __version__
 
 __all__ = [
     "DDSpan",
+    "DatadogBatchSpanProcessor",
     "DatadogPropagator",
     "DatadogSampler",
     "DatadogSpanExporter",

@@ -5,8 +5,8 @@ import otel_dd_bridge
 
 def test_public_names() -> None:
     assert sorted(otel_dd_bridge.__all__) == sorted([
-        "DDSpan", "DatadogPropagator", "DatadogSampler", "DatadogSpanExporter", "ExporterConfig",
-        "PayloadInfo", "TraceChunk", "TranslateOptions", "__version__", "resolve_config",
+        "DDSpan", "DatadogBatchSpanProcessor", "DatadogPropagator", "DatadogSampler",
+        "DatadogSpanExporter", "ExporterConfig", "PayloadInfo", "TraceChunk", "TranslateOptions", "__version__", "resolve_config",
         "translate_spans",
     ])
     for name in otel_dd_bridge.__all__:
