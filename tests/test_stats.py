@@ -385,7 +385,6 @@ def test_thread_safe_aggregation() -> None:
     assert len(gs) == 7 and sum(g.hits for g in gs) == 1600
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
 def test_forked_child_starts_empty() -> None:
     c = conc()
     c.add_chunks([chunk(dd())])
