@@ -23,7 +23,9 @@ Hot path design (spec/performance.md): one pass over the span's attribute dict; 
 per-resource and per-scope value (remapped resource meta, service, env, version, hostname,
 payload info, ``otel.library.*``) computed once and cached by object identity with a bound;
 the SDK's private attribute dict read directly with a public-API fallback; JSON only for spans
-that have events or links.
+that have events or links. The per-span steps run inline in one loop per batch
+(:func:`_translate_batch`), which keeps the last resource, trace-id hex, meta tail and chunk in
+local variables; a resource-key bit in the per-key memo skips the per-span key-clash test.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import decimal
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -430,7 +433,7 @@ class _ResourceInfo:
     hostname: str
     payload: PayloadInfo
     has_grpc: bool = False  # the resource carries a gRPC status-code key (rare)
-    # Precomputed for the per-span fast path (see _translate_span):
+    # Precomputed for the per-span fast path (see _translate_batch):
     rules_free: bool = True  # no naming/type rule key among the resource attributes
     status_free: bool = True  # no http status-code key among the resource attributes
     measured: Any = None  # the resource's `_dd.measured` value
@@ -439,6 +442,9 @@ class _ResourceInfo:
     meta_dict: dict[str, str] = field(default_factory=dict)  # `meta` filled into an empty dict
     meta_keys: frozenset[str] = frozenset()
     version_norm: str = ""  # normalized `version`
+    # True when a span's meta may clash with `meta_keys` although no attribute has _B_RESKEY
+    # (a fixed meta key is a resource key, or the key registry was full).
+    clash_check: bool = True
     tails: dict[tuple[int, str], tuple[Any, dict[str, str]]] = field(default_factory=dict)
 
 
@@ -512,6 +518,8 @@ def _resource_info(res_attrs: Mapping[str, Any], opts: TranslateOptions) -> _Res
     for k, v in meta:
         if not meta_dict.get(k):
             meta_dict[k] = v
+    meta_keys = frozenset(meta_dict)
+    clash_check = not _register_res_keys(meta_keys) or not meta_keys.isdisjoint(_FIXED_META_KEYS)
     return _ResourceInfo(
         attrs, service, meta, hostname, payload, has_grpc,
         rules_free=_RESOURCE_RULE_KEYS.isdisjoint(attrs),
@@ -521,7 +529,8 @@ def _resource_info(res_attrs: Mapping[str, Any], opts: TranslateOptions) -> _Res
         version_norm=normalize_tag_value(_str_concept(("service.version",), _EMPTY, attrs)),
         env_raw=_str_concept(_ENV_KEYS, _EMPTY, attrs),
         meta_dict=meta_dict,
-        meta_keys=frozenset(meta_dict),
+        meta_keys=meta_keys,
+        clash_check=clash_check,
     )
 
 
@@ -809,9 +818,12 @@ _B_OTHER = 256  # any other naming/type rule key: the general rule engine runs
 _B_STATUSKEY = 512  # http.status_code / http.response.status_code (meta must be a valid code)
 _B_PRIO = 1024  # sampling.priority / _sampling_priority_v1 (a user sampling priority)
 _B_GRPC = 2048  # a gRPC status-code key (_GRPC_TRIGGERS)
+_B_RESKEY = 4096  # the dd key is also a meta key of some resource seen (see _register_res_keys)
+_B_SVC = 8192  # service.name (a span-level service)
+# Bits that do not send a span to the general rule engine (_B_RESKEY, _B_SVC: not rule keys).
 _FAST_BITS = (
     _B_METHOD | _B_ROUTE | _B_URLT | _B_DBSYS | _B_DBSTMT | _B_DBNS | _B_ENVVER | _B_STATUSKEY
-    | _B_PRIO | _B_GRPC
+    | _B_PRIO | _B_GRPC | _B_RESKEY | _B_SVC
 )
 
 _RULE_BITS = {
@@ -843,15 +855,57 @@ _SHARED_DD_KEYS = frozenset(_HTTP_KEY_MAP.values()) | frozenset((
     "span.kind", "w3c.tracestate", "rpc.grpc.status_code", "http.status_code", "_top_level",
     "_dd.measured", "_sample_rate", "_sampling_priority_v1", "_dd1.sr.eausr",
 ))
-_KEYINFO: dict[str, tuple[str, int, int]] = {}
+class _KeyMemo(dict[str, tuple[str, int, int]]):
+    """The per-key memo; ``memo[k]`` computes a missing entry (``d[k]`` is cheaper than ``get``)."""
+
+    def __missing__(self, k: str) -> tuple[str, int, int]:
+        return _key_info(k)
+
+
+_KEYINFO = _KeyMemo()
+# Every meta key of every resource seen (bounded). An attribute whose dd key is in it carries
+# _B_RESKEY, so a span whose mask lacks that bit cannot clash with its resource's meta keys and
+# the per-span set test is skipped. Entries are only added (never removed), under the lock, so a
+# memo entry and the set never disagree.
+_RES_DDKEYS: set[str] = set()
+_KEY_LOCK = threading.Lock()
+# Meta keys a span can hold before the tail other than attribute keys (see _translate_batch).
+_FIXED_META_KEYS = frozenset((
+    "span.kind", "rpc.grpc.status_code", "w3c.tracestate", "otel.trace_id", "version",
+    "events", "_dd.span_events.has_exception", "_dd.span_links",
+))
+
+
+def _register_res_keys(keys: frozenset[str]) -> bool:
+    """Add a resource's meta keys to ``_RES_DDKEYS``; False when the bound stops that."""
+    with _KEY_LOCK:
+        new = keys - _RES_DDKEYS
+        if not new:
+            return True
+        if len(_RES_DDKEYS) + len(new) > _MEMO_BOUND:
+            return False
+        _RES_DDKEYS.update(new)
+        for k, (dk, code, bits) in list(_KEYINFO.items()):
+            if dk in new:
+                _KEYINFO[k] = (dk, code, bits | _B_RESKEY)
+        return True
 
 
 def _key_info(k: str) -> tuple[str, int, int]:
     """The memo entry of attribute key ``k``: ``(dd key, copy code, rule bits)``."""
+    with _KEY_LOCK:
+        return _key_info_locked(k)
+
+
+def _key_info_locked(k: str) -> tuple[str, int, int]:
     dk = _dd_key(k)
     bits = _RULE_BITS.get(k, 0)
     if k.startswith("gen_ai."):
         bits |= _B_GENAI
+    if dk in _RES_DDKEYS:
+        bits |= _B_RESKEY
+    if k == "service.name":
+        bits |= _B_SVC
     if k in _FIELD_KEYS:
         code = _C_FIELD
     elif k in _SPECIAL_KEYS:
@@ -959,325 +1013,388 @@ def _apply_hook(
     return v if isinstance(v, str) else None
 
 
-def _translate_span(
-    span: ReadableSpan, opts: TranslateOptions, cache: _Cache, result: TranslateResult,
-    legacy: bool, by_kind: bool, hooks: bool,
-) -> tuple[DDSpan, _ResourceInfo, int, int | None, str | None] | None:
-    # 0. read the span: private fields of the SDK's own classes, the public API otherwise
-    sdk = type(span) in _SDK_SPAN_TYPES
-    if sdk:
-        ctx: Any = span._context
-        parent: Any = span._parent
-        res: Any = span._resource
-        kind: Any = span._kind
-        a: Any = span._attributes
-        if type(a) is BoundedAttributes:
-            a = a._dict
-        elif type(a) is not dict:
-            a = _attrs(span)
-        status: Any = span._status
-        events: Any = span._events
-        if type(events) is BoundedList:
-            events = events._dq  # type: ignore[attr-defined]  # a deque: C-level len/iteration, same items in order
-        links: Any = span._links
-        if type(links) is BoundedList:
-            links = links._dq  # type: ignore[attr-defined]
-        scope: Any = span._instrumentation_scope
-        start = span._start_time or 0
-        end = span._end_time or start
-    else:
-        ctx = span.context
-        parent = span.parent
-        res = span.resource
-        kind = span.kind
-        a = _attrs(span)
-        status = span.status
-        events = getattr(span, "_events", None)
-        if events is None:
-            events = span.events
-        links = getattr(span, "_links", None)
-        if links is None:
-            links = span.links
-        scope = span.instrumentation_scope
-        start = span.start_time or 0
-        end = span.end_time or start
-    if ctx is None:
-        return None
-    if type(ctx) is SpanContext:
-        trace_id128 = ctx[0]
-        span_id = ctx[1] & _U64
-        tstate = ctx[4]
-    else:
-        trace_id128 = ctx.trace_id
-        span_id = ctx.span_id & _U64
-        tstate = ctx.trace_state
-    trace_low = trace_id128 & _U64
-    if not trace_low or not span_id:
-        return None
-    if parent is not None:
-        parent_id = (parent[1] if type(parent) is SpanContext else parent.span_id) & _U64
-        if parent_id == span_id:
-            parent_id = 0  # the Agent normalizer's rule for self-parented spans
-    else:
-        parent_id = 0
-    if type(tstate) is TraceState:
-        tsd = tstate._dict
-        tracestate = tstate.to_header() if tsd else ""
-        dd_member = tsd.get("dd") if tsd else None
-    elif tstate:
-        tracestate = tstate.to_header()
-        dd_member = tstate.get("dd")
-    else:
-        tracestate, dd_member = "", None
+def _translate_batch(
+    spans: Sequence[ReadableSpan], opts: TranslateOptions, cache: _Cache,
+    result: TranslateResult, legacy: bool, by_kind: bool, hooks: bool,
+) -> None:
+    """Translate ``spans`` into ``result.chunks``, one loop: the per-span steps are inline.
 
-    rinfo = cache._last_rinfo if res is cache._last_res else cache.resource(res, opts)
-    assert rinfo is not None
-    r = rinfo.attrs
-    kinfo = _KIND_INFO.get(id(kind))
-    if kinfo is None:  # not a SpanKind member
-        kind = _INTERNAL
-        kinfo = _KIND_INFO[id(kind)]
-    kind_s, preset_root, preset_child = kinfo
-    if type(status) is Status:
-        status_code = status._status_code
-        desc = status._description
-    elif status is not None:
-        status_code = status.status_code
-        desc = status.description
-    else:
-        status_code, desc = StatusCode.UNSET, None
-    error = 1 if status_code is _ERROR else 0
-
-    # 1. preset meta/metrics, in the order the general rules write them
-    meta: dict[str, str] = {"span.kind": kind_s}
-    if rinfo.status_free:
-        v = a.get("http.status_code")
-        if v is None:
-            v = a.get("http.response.status_code")
-            code = v if type(v) is int or v is None else _int_of(v, True)
-        else:
-            code = v if type(v) is int else _status_code_a(a)
-    else:
-        code = _status_code(a, r)
-    # metrics order: http.status_code, then the by-kind _top_level/_dd.measured presets
-    metrics: dict[str, float | int]
-    if code is not None and code >= 0:
-        metrics = {"http.status_code": code}
-        if by_kind:
-            metrics.update(preset_root if parent is None else preset_child)
-    elif by_kind:
-        metrics = dict(preset_root if parent is None else preset_child)
-    else:
-        metrics = {}
-    if rinfo.has_grpc:
-        grpc = _grpc_code(a, r)
-        if grpc:
-            meta["rpc.grpc.status_code"] = grpc
-    svc_attr = a.get("service.name")
-    if type(svc_attr) is str and svc_attr:
-        service = _memo(_SERVICE_CACHE, normalize_service, svc_attr)
-    else:
-        service = rinfo.service
-    if by_kind:
-        pass
-    elif parent is None or parent.is_remote or (
-        type(svc_attr) is str and svc_attr and service != rinfo.service
-    ):
-        metrics["_top_level"] = 1
-    if rinfo.measured is not None or "_dd.measured" in a or "_sample_rate" in a:
-        measured = a.get("_dd.measured", rinfo.measured)
-        if type(measured) in (int, float) and measured == 1:
-            metrics["_dd.measured"] = 1
-        sample_rate = a.get("_sample_rate")
-        if type(sample_rate) is int or type(sample_rate) is float:
-            metrics["_sample_rate"] = float(sample_rate)
-    if tracestate:
-        meta["w3c.tracestate"] = tracestate
-
-    # 2. span attributes, one pass through the per-key memo
-    mask = 0
+    Untranslatable spans (invalid ids, broken objects) are counted in ``result.dropped``; the
+    chunks are grouped by (resource, low trace id) and finished by :func:`_finish_chunks`.
+    """
+    groups: dict[
+        tuple[int, int], tuple[TraceChunk, int, list[int | None], _ResourceInfo, str | None]
+    ] = {}
+    # The spans of one trace nearly always arrive together: the last group is tried first.
+    last_rinfo: _ResourceInfo | None = None
+    last_tid = -1
+    last_g: tuple[TraceChunk, int, list[int | None], _ResourceInfo, str | None] | None = None
+    # Per-loop copies of the cache's last-seen slots (resource, trace-id hex, meta tail).
+    l_res: Any = cache._last_res
+    l_rinfo = cache._last_rinfo
+    l_tid128, l_tid_hex = cache._last_tid, cache._last_tid_hex
+    t_scope: Any = _NOTHING
+    t_rinfo: _ResourceInfo | None = None
+    t_status = ""
+    t_tail: dict[str, str] = {}
     keyinfo = _KEYINFO
-    for k, v in a.items():
-        info = keyinfo.get(k)
-        if info is None:
-            info = _key_info(k)
-        dk, how, bits = info
-        mask |= bits
-        t = type(v)
-        if how:  # field, special or shared dd key: the checked variants
-            if how == _C_FIELD:
+    for span in spans:
+        try:
+            # 0. read the span: private fields of the SDK's own classes, the public API otherwise
+            sdk = type(span) in _SDK_SPAN_TYPES
+            if sdk:
+                ctx: Any = span._context
+                parent: Any = span._parent
+                res: Any = span._resource
+                kind: Any = span._kind
+                a: Any = span._attributes
+                if type(a) is BoundedAttributes:
+                    a = a._dict
+                elif type(a) is not dict:
+                    a = _attrs(span)
+                status: Any = span._status
+                events: Any = span._events
+                if type(events) is BoundedList:
+                    events = events._dq  # type: ignore[attr-defined]  # a deque: C-level len/iteration, same items in order
+                links: Any = span._links
+                if type(links) is BoundedList:
+                    links = links._dq  # type: ignore[attr-defined]
+                scope: Any = span._instrumentation_scope
+                start = span._start_time or 0
+                end = span._end_time or start
+            else:
+                ctx = span.context
+                parent = span.parent
+                res = span.resource
+                kind = span.kind
+                a = _attrs(span)
+                status = span.status
+                events = getattr(span, "_events", None)
+                if events is None:
+                    events = span.events
+                links = getattr(span, "_links", None)
+                if links is None:
+                    links = span.links
+                scope = span.instrumentation_scope
+                start = span.start_time or 0
+                end = span.end_time or start
+            if ctx is None:
+                result.dropped += 1
                 continue
-            if how == _C_SPECIAL:
-                _copy_special(k, v, dk, meta, metrics)
-            elif t is str:
-                if not meta.get(dk):
+            if type(ctx) is SpanContext:
+                trace_id128 = ctx[0]
+                span_id = ctx[1] & _U64
+                tstate = ctx[4]
+            else:
+                trace_id128 = ctx.trace_id
+                span_id = ctx.span_id & _U64
+                tstate = ctx.trace_state
+            trace_low = trace_id128 & _U64
+            if not trace_low or not span_id:
+                result.dropped += 1
+                continue
+            if parent is not None:
+                parent_id = (parent[1] if type(parent) is SpanContext else parent.span_id) & _U64
+                if parent_id == span_id:
+                    parent_id = 0  # the Agent normalizer's rule for self-parented spans
+            else:
+                parent_id = 0
+            if type(tstate) is TraceState:
+                tsd = tstate._dict
+                tracestate = tstate.to_header() if tsd else ""
+                dd_member = tsd.get("dd") if tsd else None
+            elif tstate:
+                tracestate = tstate.to_header()
+                dd_member = tstate.get("dd")
+            else:
+                tracestate, dd_member = "", None
+
+            if res is l_res and l_rinfo is not None:
+                rinfo = l_rinfo
+            else:
+                rinfo = l_rinfo = cache.resource(res, opts)
+                l_res = res
+            assert rinfo is not None
+            r = rinfo.attrs
+            kinfo = _KIND_INFO.get(id(kind))
+            if kinfo is None:  # not a SpanKind member
+                kind = _INTERNAL
+                kinfo = _KIND_INFO[id(kind)]
+            kind_s, preset_root, preset_child = kinfo
+            if type(status) is Status:
+                status_code = status._status_code
+                desc = status._description
+            elif status is not None:
+                status_code = status.status_code
+                desc = status.description
+            else:
+                status_code, desc = StatusCode.UNSET, None
+            error = 1 if status_code is _ERROR else 0
+
+            # 1. preset meta/metrics, in the order the general rules write them
+            meta: dict[str, str] = {"span.kind": kind_s}
+            if rinfo.status_free:
+                v = a.get("http.status_code")
+                if v is None:
+                    v = a.get("http.response.status_code")
+                    code = v if type(v) is int or v is None else _int_of(v, True)
+                else:
+                    code = v if type(v) is int else _status_code_a(a)
+            else:
+                code = _status_code(a, r)
+            # metrics order: http.status_code, then the by-kind _top_level/_dd.measured presets
+            metrics: dict[str, float | int]
+            if code is not None and code >= 0:
+                metrics = {"http.status_code": code}
+                if by_kind:
+                    metrics.update(preset_root if parent is None else preset_child)
+            elif by_kind:
+                metrics = dict(preset_root if parent is None else preset_child)
+            else:
+                metrics = {}
+            if rinfo.has_grpc:
+                grpc = _grpc_code(a, r)
+                if grpc:
+                    meta["rpc.grpc.status_code"] = grpc
+            if by_kind:
+                service = rinfo.service  # a span-level service.name: after the attribute pass
+            else:
+                svc_attr = a.get("service.name")
+                if type(svc_attr) is str and svc_attr:
+                    service = _memo(_SERVICE_CACHE, normalize_service, svc_attr)
+                else:
+                    service = rinfo.service
+                if parent is None or parent.is_remote or (
+                    type(svc_attr) is str and svc_attr and service != rinfo.service
+                ):
+                    metrics["_top_level"] = 1
+            if rinfo.measured is not None or "_dd.measured" in a or "_sample_rate" in a:
+                measured = a.get("_dd.measured", rinfo.measured)
+                if type(measured) in (int, float) and measured == 1:
+                    metrics["_dd.measured"] = 1
+                sample_rate = a.get("_sample_rate")
+                if type(sample_rate) is int or type(sample_rate) is float:
+                    metrics["_sample_rate"] = float(sample_rate)
+            if tracestate:
+                meta["w3c.tracestate"] = tracestate
+
+            # 2. span attributes, one pass through the per-key memo
+            mask = 0
+            for k, v in a.items():
+                dk, how, bits = keyinfo[k]
+                mask |= bits
+                t = type(v)
+                if how:  # field, special or shared dd key: the checked variants
+                    if how == 2:  # _C_FIELD (literal: cheaper than a global in this loop)
+                        continue
+                    if how == 3:  # _C_SPECIAL
+                        _copy_special(k, v, dk, meta, metrics)
+                    elif t is str:
+                        if dk not in meta or not meta[dk]:
+                            meta[dk] = v if len(v) <= 6250 else truncate_meta_value(v)
+                    elif t is int:
+                        if dk not in metrics:
+                            metrics[dk] = v
+                    elif t is float:
+                        if dk not in metrics and _isfinite(v):
+                            metrics[dk] = v
+                    elif t is bool:
+                        if dk not in meta or not meta[dk]:
+                            meta[dk] = "true" if v else "false"
+                    elif dk not in meta or not meta[dk]:
+                        meta[dk] = truncate_meta_value(_as_string(v))
+                elif t is str:
                     meta[dk] = v if len(v) <= 6250 else truncate_meta_value(v)
-            elif t is int:
-                if dk not in metrics:
+                elif t is int:
                     metrics[dk] = v
-            elif t is float:
-                if dk not in metrics and _isfinite(v):
-                    metrics[dk] = v
-            elif t is bool:
-                if not meta.get(dk):
+                elif t is float:
+                    # UNCERTAIN: NaN/Inf cannot be float64-JSON'd by some consumers; the Agent keeps
+                    # them in metrics. We drop non-finite metrics (libdatadog's agentless encoder does).
+                    if _isfinite(v):
+                        metrics[dk] = v
+                elif t is bool:
                     meta[dk] = "true" if v else "false"
-            elif not meta.get(dk):
-                meta[dk] = truncate_meta_value(_as_string(v))
-        elif t is str:
-            meta[dk] = v if len(v) <= 6250 else truncate_meta_value(v)
-        elif t is int:
-            metrics[dk] = v
-        elif t is float:
-            # UNCERTAIN: NaN/Inf cannot be float64-JSON'd by some consumers; the Agent keeps
-            # them in metrics. We drop non-finite metrics (libdatadog's agentless encoder does).
-            if _isfinite(v):
-                metrics[dk] = v
-        elif t is bool:
-            meta[dk] = "true" if v else "false"
-        else:
-            meta[dk] = truncate_meta_value(_as_string(v))
+                else:
+                    meta[dk] = truncate_meta_value(_as_string(v))
 
-    if mask & _B_GRPC and not rinfo.has_grpc:
-        grpc = _grpc_code(a, r)
-        if grpc:  # it goes right after span.kind and wins over an attribute of the same key
-            meta.pop("rpc.grpc.status_code", None)
-            meta = {"span.kind": meta.pop("span.kind"), "rpc.grpc.status_code": grpc, **meta}
+            if by_kind and mask & _B_SVC:
+                svc_attr = a.get("service.name")
+                if type(svc_attr) is str and svc_attr:
+                    service = _memo(_SERVICE_CACHE, normalize_service, svc_attr)
 
-    # 3. operation name, resource, type: inline for plain HTTP/DB shapes, else the rule engine
-    sname = span._name if sdk else span.name
-    if not (mask & ~_FAST_BITS) and rinfo.rules_free and not legacy:
-        method = db = ""
-        if mask & _B_METHOD:
-            method = a.get("http.request.method")
-            if type(method) is not str or not method:
-                method = _s(a, "http.method")
-        if mask & _B_DBSYS:  # the type of a CLIENT span follows db.system even with a method
-            db = a.get("db.system.name")
-            if type(db) is not str or not db:
-                db = _s(a, "db.system")
-        if kind is _SERVER:
-            name = "http.server.request" if method else "server.request"
-            span_type = "web"
-        elif kind is _CLIENT:
-            if method:
-                name = "http.client.request"
-            elif db:
-                name = _DB_QUERY_NAME.get(db) or _db_query_name(db)
+            if mask & _B_GRPC and not rinfo.has_grpc:
+                grpc = _grpc_code(a, r)
+                if grpc:  # it goes right after span.kind and wins over an attribute of the same key
+                    meta.pop("rpc.grpc.status_code", None)
+                    meta = {"span.kind": meta.pop("span.kind"), "rpc.grpc.status_code": grpc, **meta}
+
+            # 3. operation name, resource, type: inline for plain HTTP/DB shapes, else the rule engine
+            sname = span._name if sdk else span.name
+            if not (mask & ~_FAST_BITS) and rinfo.rules_free and not legacy:
+                method = db = ""
+                if mask & _B_METHOD:
+                    method = a.get("http.request.method")
+                    if type(method) is not str or not method:
+                        method = _s(a, "http.method")
+                if mask & _B_DBSYS:  # the type of a CLIENT span follows db.system even with a method
+                    db = a.get("db.system.name")
+                    if type(db) is not str or not db:
+                        db = a.get("db.system")
+                        if type(db) is not str:
+                            db = ""
+                if kind is _SERVER:
+                    name = "http.server.request" if method else "server.request"
+                    span_type = "web"
+                elif kind is _CLIENT:
+                    if method:
+                        name = "http.client.request"
+                    elif db:
+                        name = _DB_QUERY_NAME.get(db) or _db_query_name(db)
+                    else:
+                        name = "client.request"
+                    span_type = (_DB_TYPE.get(db) or _db_type_memo(db)) if db else "http"
+                else:
+                    name = "Producer" if kind is _PRODUCER else (
+                        "Consumer" if kind is _CONSUMER else "Internal")
+                    span_type = "custom"
+                if method:
+                    if method == "_OTHER":
+                        method = "HTTP"
+                    if kind is _CLIENT:
+                        tmpl = _s(a, "url.template") if mask & _B_URLT else ""
+                        resource = f"{method} {tmpl}" if tmpl else method
+                    elif kind is _SERVER:
+                        route = a.get("http.route", "") if mask & _B_ROUTE else ""
+                        if type(route) is not str:
+                            route = ""
+                        resource = f"{method} {route}" if route else method
+                    else:
+                        resource = method
+                elif db and mask & _B_DBSTMT:
+                    resource = a.get("db.statement")
+                    if type(resource) is not str or not resource:
+                        resource = _s(a, "db.query.text") or sname
+                else:
+                    resource = sname
             else:
-                name = "client.request"
-            span_type = (_DB_TYPE.get(db) or _db_type_memo(db)) if db else "http"
-        else:
-            name = "Producer" if kind is _PRODUCER else (
-                "Consumer" if kind is _CONSUMER else "Internal")
-            span_type = "custom"
-        if method:
-            if method == "_OTHER":
-                method = "HTTP"
-            if kind is _CLIENT:
-                tmpl = _s(a, "url.template") if mask & _B_URLT else ""
-                resource = f"{method} {tmpl}" if tmpl else method
-            elif kind is _SERVER:
-                route = _s(a, "http.route") if mask & _B_ROUTE else ""
-                resource = f"{method} {route}" if route else method
+                if legacy:
+                    name = _operation_name_v1(span, kind, a, r, opts)
+                    resource = _resource_v1(span, a, r)
+                else:
+                    name = _operation_name_v2(kind, a, r)
+                    resource = _resource_v2(span, kind, a, r)
+                span_type = "llm" if mask & _B_GENAI else _span_type(kind, a, r)
+                span_type = truncate_utf8(span_type, MAX_TYPE_LEN)
+
+            # 4. otel.trace_id, version
+            if trace_id128 == l_tid128:  # spans of one trace arrive together
+                meta["otel.trace_id"] = l_tid_hex
             else:
-                resource = method
-        elif db and mask & _B_DBSTMT:
-            resource = _s(a, "db.statement") or _s(a, "db.query.text") or sname
-        else:
-            resource = sname
-    else:
-        if legacy:
-            name = _operation_name_v1(span, kind, a, r, opts)
-            resource = _resource_v1(span, a, r)
-        else:
-            name = _operation_name_v2(kind, a, r)
-            resource = _resource_v2(span, kind, a, r)
-        span_type = "llm" if mask & _B_GENAI else _span_type(kind, a, r)
-        span_type = truncate_utf8(span_type, MAX_TYPE_LEN)
+                l_tid128 = trace_id128
+                meta["otel.trace_id"] = l_tid_hex = f"{trace_id128:032x}"
+            if "version" not in meta:
+                if mask & _B_ENVVER:
+                    ver = _str_concept(("service.version",), a, r)
+                    if ver:
+                        meta["version"] = _norm_tagv(ver)
+                elif rinfo.version:
+                    meta["version"] = rinfo.version_norm
 
-    # 4. otel.trace_id, version
-    if trace_id128 == cache._last_tid:  # spans of one trace arrive together
-        meta["otel.trace_id"] = cache._last_tid_hex
-    else:
-        cache._last_tid = trace_id128
-        meta["otel.trace_id"] = cache._last_tid_hex = f"{trace_id128:032x}"
-    if "version" not in meta:
-        if mask & _B_ENVVER:
-            ver = _str_concept(("service.version",), a, r)
-            if ver:
-                meta["version"] = _norm_tagv(ver)
-        elif rinfo.version:
-            meta["version"] = rinfo.version_norm
+            # 5. events and links (JSON only when present)
+            if events:
+                meta["events"] = truncate_meta_value(_events_json(events))
+                for ev in events:
+                    if ev.name == "exception":
+                        meta["_dd.span_events.has_exception"] = "true"
+                        break
+            if links:
+                meta["_dd.span_links"] = truncate_meta_value(_links_json(links))
 
-    # 5. events and links (JSON only when present)
-    if events:
-        meta["events"] = truncate_meta_value(_events_json(events))
-        for ev in events:
-            if ev.name == "exception":
-                meta["_dd.span_events.has_exception"] = "true"
-                break
-    if links:
-        meta["_dd.span_links"] = truncate_meta_value(_links_json(links))
+            # 6.-10. scope, status, error tags, env, resource and scope attributes
+            status_s = "Error" if status_code is _ERROR else ("Ok" if status_code is _OK else "Unset")
+            if (
+                not error and not desc and not (mask & _B_ENVVER) and "env" not in meta
+                and (
+                    not (mask & _B_RESKEY or rinfo.clash_check)
+                    or meta.keys().isdisjoint(rinfo.meta_keys)
+                )
+            ):
+                # These steps depend only on (resource, scope, status) here: one precomputed dict.
+                if scope is not t_scope or rinfo is not t_rinfo or status_s != t_status:
+                    hit = rinfo.tails.get((id(scope), status_s))
+                    if hit is None or hit[0] is not scope:
+                        hit = _build_tail(rinfo, scope, status_s, cache)
+                    t_scope, t_rinfo, t_status, t_tail = scope, rinfo, status_s, hit[1]
+                meta.update(t_tail)
+            else:
+                _tail_slow(meta, a, r, rinfo, cache.scope(scope), status_s, error, desc, mask,
+                           events if opts.error_tags_from_events else None)
 
-    # 6.-10. scope, status, error tags, env, resource and scope attributes
-    status_s = "Error" if status_code is _ERROR else ("Ok" if status_code is _OK else "Unset")
-    if (
-        not error and not desc and not (mask & _B_ENVVER) and "env" not in meta
-        and meta.keys().isdisjoint(rinfo.meta_keys)
-    ):
-        # These steps depend only on (resource, scope, status) here: one precomputed dict.
-        hit = rinfo.tails.get((id(scope), status_s))
-        if hit is None or hit[0] is not scope:
-            hit = _build_tail(rinfo, scope, status_s, cache)
-        meta.update(hit[1])
-    else:
-        _tail_slow(meta, a, r, rinfo, cache.scope(scope), status_s, error, desc, mask,
-                   events if opts.error_tags_from_events else None)
+            # Datadog header extraction problems (DatadogPropagator) tag the local root, as in ddtrace.
+            if parent is not None and (parent[2] if type(parent) is SpanContext else parent.is_remote):
+                perr = getattr(parent, "propagation_error", None)
+                if perr:
+                    meta["_dd.propagation_error"] = perr
 
-    # Datadog header extraction problems (DatadogPropagator) tag the local root, as in ddtrace.
-    if parent is not None and parent.is_remote:
-        perr = getattr(parent, "propagation_error", None)
-        if perr:
-            meta["_dd.propagation_error"] = perr
+            # 11. db.name from db.namespace
+            if (mask & _B_DBNS or not rinfo.rules_free) and "db.name" not in meta:
+                ns = _str_concept(("db.namespace",), a, r)
+                if ns:
+                    meta["db.name"] = ns
 
-    # 11. db.name from db.namespace
-    if (mask & _B_DBNS or not rinfo.rules_free) and "db.name" not in meta:
-        ns = _str_concept(("db.namespace",), a, r)
-        if ns:
-            meta["db.name"] = ns
+            # normalizer: http.status_code meta must be a valid code
+            if mask & _B_STATUSKEY or not rinfo.status_free:
+                sc = meta.get("http.status_code")
+                if sc is not None:
+                    icode = _int_of(sc, True)
+                    if icode is None or not 100 <= icode <= 599:
+                        del meta["http.status_code"]
 
-    # normalizer: http.status_code meta must be a valid code
-    if mask & _B_STATUSKEY or not rinfo.status_free:
-        sc = meta.get("http.status_code")
-        if sc is not None:
-            icode = _int_of(sc, True)
-            if icode is None or not 100 <= icode <= 599:
-                del meta["http.status_code"]
-
-    nn = _NAME_CACHE.get(name) or _norm_name(name)
-    if len(resource) > 1250:
-        resource = truncate_utf8(resource, MAX_RESOURCE_LEN)
-    dd = DDSpan(
-        trace_low, span_id, parent_id, service, nn, resource or nn, span_type, start,
-        end - start if end >= start else 0, error, meta, metrics,
-    )
-    if hooks and opts.service_hook is not None:
-        v2 = _apply_hook(opts.service_hook, span, dd, result)
-        if v2 is not None:
-            dd.service = normalize_service(v2)
-    if hooks and opts.name_hook is not None:
-        v2 = _apply_hook(opts.name_hook, span, dd, result)
-        if v2 is not None:
-            dd.name = _norm_name(v2)
-    if hooks and opts.resource_hook is not None:
-        v2 = _apply_hook(opts.resource_hook, span, dd, result)
-        if v2 is not None:
-            dd.resource = truncate_utf8(v2, MAX_RESOURCE_LEN) or dd.name
-    prio = None
-    if mask & _B_PRIO:
-        user_priority = metrics.get("_sampling_priority_v1")
-        prio = int(user_priority) if user_priority is not None else None
-    return dd, rinfo, trace_id128 >> 64, prio, dd_member
+            nn = _NAME_CACHE.get(name) or _norm_name(name)
+            if len(resource) > 1250:
+                resource = truncate_utf8(resource, MAX_RESOURCE_LEN)
+            dd = DDSpan(
+                trace_low, span_id, parent_id, service, nn, resource or nn, span_type, start,
+                end - start if end >= start else 0, error, meta, metrics,
+            )
+            if hooks:
+                if opts.service_hook is not None:
+                    v2 = _apply_hook(opts.service_hook, span, dd, result)
+                    if v2 is not None:
+                        dd.service = normalize_service(v2)
+                if opts.name_hook is not None:
+                    v2 = _apply_hook(opts.name_hook, span, dd, result)
+                    if v2 is not None:
+                        dd.name = _norm_name(v2)
+                if opts.resource_hook is not None:
+                    v2 = _apply_hook(opts.resource_hook, span, dd, result)
+                    if v2 is not None:
+                        dd.resource = truncate_utf8(v2, MAX_RESOURCE_LEN) or dd.name
+                tid = dd.trace_id  # a hook may have changed it
+            else:
+                tid = trace_low
+            prio = None
+            if mask & _B_PRIO:
+                user_priority = metrics.get("_sampling_priority_v1")
+                prio = int(user_priority) if user_priority is not None else None
+            if rinfo is last_rinfo and tid == last_tid and last_g is not None:
+                g = last_g
+            else:
+                key = (id(rinfo), tid)
+                g = groups.get(key)  # type: ignore[assignment]
+                if g is None:
+                    g = (TraceChunk(spans=[]), trace_id128 >> 64, [None], rinfo, dd_member)
+                    groups[key] = g
+                    result.chunks.append(g[0])
+                last_rinfo, last_tid, last_g = rinfo, tid, g
+            g[0].spans.append(dd)
+            if prio is not None:
+                g[2][0] = prio  # last span seen wins (§7.2)
+        except Exception:  # noqa: BLE001 - bad span data must not break the batch
+            logger.debug("could not translate span %r", getattr(span, "name", "?"), exc_info=True)
+            result.dropped += 1
+    cache._last_tid, cache._last_tid_hex = l_tid128, l_tid_hex
+    _finish_chunks(groups.values(), opts)
 
 
 _SERVICE_CACHE: dict[str, str] = {}
@@ -1426,42 +1543,48 @@ def _finish_chunk(
     chunk.payload = rinfo.payload
 
 
+def _finish_chunks(
+    groups: Iterable[tuple[TraceChunk, int, list[int | None], _ResourceInfo, str | None]],
+    options: TranslateOptions,
+) -> None:
+    """Chunk-level meta/metrics of every group; the common case inline, else _finish_chunk."""
+    rate = options.sampling_percentage / 100.0
+    # _finish_chunk's "keep everything" branch (priority 1, decision maker -9); NaN is not it
+    plain = rate <= 0 or rate >= 1
+    p_tid, root_host = options.emit_p_tid, options.emit_root_hostname
+    for chunk, high, prio_box, rinfo, dd_member in groups:
+        if plain and dd_member is None and prio_box[0] is None:
+            # _finish_chunk's steps for a chunk without upstream context or user priority
+            first = chunk.spans[0]
+            chunk.priority = 1
+            first.metrics["_sampling_priority_v1"] = 1
+            first.meta["_dd.p.dm"] = "-9"
+            chunk.tags["_dd.p.dm"] = "-9"
+            if p_tid and high:
+                first.meta["_dd.p.tid"] = f"{high:016x}"
+            if root_host and rinfo.hostname:
+                for s in chunk.spans:
+                    if s.parent_id == 0:
+                        s.meta["_dd.hostname"] = rinfo.hostname
+            chunk.payload = rinfo.payload
+        else:
+            _finish_chunk(chunk, high, prio_box[0], dd_member, options, rinfo)
+
+
 def translate_spans_with_stats(
     spans: Sequence[ReadableSpan], options: TranslateOptions, *, _cache: _Cache | None = None
 ) -> TranslateResult:
     """Translate a batch; never raises. Untranslatable spans are skipped and counted."""
     result = TranslateResult(chunks=[])
     cache = _cache if _cache is not None else _Cache(options.max_cached_resources)
-    legacy = options.legacy_naming
-    by_kind = options.top_level == "by_kind"
     hooks = (
         options.service_hook is not None or options.name_hook is not None
         or options.resource_hook is not None
     )
-    groups: dict[
-        tuple[int, int], tuple[TraceChunk, int, list[int | None], _ResourceInfo, str | None]
-    ] = {}
-    for span in spans:
-        try:
-            out = _translate_span(span, options, cache, result, legacy, by_kind, hooks)
-        except Exception:  # noqa: BLE001 - bad span data must not break the batch
-            logger.debug("could not translate span %r", getattr(span, "name", "?"), exc_info=True)
-            out = None
-        if out is None:
-            result.dropped += 1
-            continue
-        dd, rinfo, high, prio, dd_member = out
-        key = (id(rinfo), dd.trace_id)
-        g = groups.get(key)
-        if g is None:
-            g = (TraceChunk(spans=[]), high, [None], rinfo, dd_member)
-            groups[key] = g
-            result.chunks.append(g[0])
-        g[0].spans.append(dd)
-        if prio is not None:
-            g[2][0] = prio  # last span seen wins (§7.2)
-    for chunk, high, prio_box, rinfo, dd_member in groups.values():
-        _finish_chunk(chunk, high, prio_box[0], dd_member, options, rinfo)
+    _translate_batch(
+        spans, options, cache, result, options.legacy_naming, options.top_level == "by_kind",
+        hooks,
+    )
     return result
 
 

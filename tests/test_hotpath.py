@@ -144,3 +144,25 @@ def test_v04_newer_keys_strict_shapes() -> None:
     assert attrs["b"] == {"type": 1, "bool_value": True}
     assert attrs["l"]["array_value"]["values"][1] == {"type": 3, "double_value": 2.5}
     assert b"\xce\x80\x00\x00\x01" in raw  # flags packed as uint32, not a negative int
+
+
+shared_keys = st.sampled_from(["team", "region", "x", "deployment.environment", "service.version",
+                               "host.name", "http.route", "db.system"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.dictionaries(shared_keys, st.text(max_size=4), max_size=4),
+                          st.dictionaries(shared_keys, st.text(max_size=4), max_size=4)),
+                min_size=2, max_size=6))
+def test_span_attributes_clashing_with_resource_keys_do_not_depend_on_order(pairs) -> None:
+    """The memoised "this key is also a resource key" bit must not make output order-dependent:
+    a span attribute equal to a resource attribute key, seen before or after that resource."""
+    spans = [make_span(f"s{i}", attributes=attrs, resource=res, trace_id=100 + i, span_id=1 + i)
+             for i, (attrs, res) in enumerate(pairs)]
+    opts = TranslateOptions()
+    forward = translate_spans(spans, opts)
+    backward = translate_spans(spans[::-1], opts)
+    alone = [c for s in spans for c in translate_spans([s], opts)]
+    by_trace = {c.spans[0].trace_id: c for c in backward}
+    assert [by_trace[c.spans[0].trace_id] for c in forward] == forward
+    assert alone == forward
