@@ -28,11 +28,21 @@ import atexit
 import os
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["StopEvent", "on_exit", "on_fork_child", "reinit_lock"]
+__all__ = ["StopEvent", "on_exit", "on_fork_child", "reinit_lock", "runtime_id"]
+
+# One id per process, as a Datadog tracer's runtime-id: traces and stats of one process carry the
+# same value, and a forked child gets its own (set before any fork callback runs).
+_runtime_id = str(uuid.uuid4())
+
+
+def runtime_id() -> str:
+    """This process's runtime id (a UUID4, new in each forked child)."""
+    return _runtime_id
 
 _fork_callbacks: list[weakref.WeakMethod[Callable[[], None]]] = []
 _exit_callbacks: list[weakref.WeakMethod[Callable[[], None]]] = []
@@ -55,7 +65,8 @@ def _prune_and_call(callbacks: list[weakref.WeakMethod[Callable[[], None]]]) -> 
 
 
 def _after_fork_in_child() -> None:
-    global _registry_lock
+    global _registry_lock, _runtime_id
+    _runtime_id = str(uuid.uuid4())
     _registry_lock = threading.Lock()  # it may have been held by a parent thread
     _prune_and_call(_fork_callbacks)
 

@@ -35,7 +35,6 @@ import gzip
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 
 import httpx
@@ -281,7 +280,6 @@ def make_intake_delivery(
         stop=stop,
         site=cfg.site,
         env=cfg.env,
-        runtime_id=str(uuid.uuid4()),
         redact=cfg.api_key,
     )
     return transport, delivery

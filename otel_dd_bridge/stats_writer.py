@@ -32,7 +32,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -300,7 +299,6 @@ class StatsWriter:
         self._service = service or ""
         self._env = env or ""
         self._version = version or ""
-        self._runtime_id = str(uuid.uuid4())
         self._sequence = 0
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -315,12 +313,12 @@ class StatsWriter:
         self._state_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None  # the parent's thread does not exist here; started on next use
-        self._runtime_id = str(uuid.uuid4())
         self._sequence = 0
 
     @property
     def runtime_id(self) -> str:
-        return self._runtime_id
+        """The process's runtime id (:func:`otel_dd_bridge._lifecycle.runtime_id`), as on traces."""
+        return _lifecycle.runtime_id()
 
     def ensure_started(self) -> None:
         """Start the flusher thread if it is not running (cheap; called on every export)."""
@@ -364,7 +362,7 @@ class StatsWriter:
             for p in payloads:
                 self._sequence += 1
                 p.sequence = self._sequence
-                p.runtime_id = self._runtime_id
+                p.runtime_id = self.runtime_id
                 p.tracer_version = __version__
                 p.service = self._service
                 if not p.env:

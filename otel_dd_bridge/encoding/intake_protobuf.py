@@ -49,6 +49,7 @@ import platform
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from otel_dd_bridge import _lifecycle
 from otel_dd_bridge.model import DDSpan, PayloadInfo, TraceChunk
 from otel_dd_bridge.proto import agent_payload_pb2 as pb
 from otel_dd_bridge.version import __version__
@@ -184,7 +185,7 @@ class IntakeEncoder:
                     languageName=info.language_name or "python",
                     languageVersion=info.language_version or self._lang_version,
                     tracerVersion=self._tracer_version,
-                    runtimeID=info.runtime_id or self._runtime_id,
+                    runtimeID=info.runtime_id or self._runtime_id or _lifecycle.runtime_id(),
                     env=info.env, hostname=info.hostname, appVersion=info.app_version,
                 )
                 if info.tags:

@@ -145,3 +145,43 @@ def test_stats_lost_to_an_intake_error_are_counted(intake: FakeIntake) -> None:
     assert [r.path for r in intake.requests] == [STATS_PATH]
     snap = exporter.stats()
     assert snap["stats.payloads_dropped"] == 1 and snap["stats.groups_dropped"] == 1
+
+
+def test_runtime_id_shared_by_traces_and_stats_and_new_after_fork(intake: FakeIntake) -> None:
+    """One runtime id per process on TracerPayload.runtimeID and the stats' RuntimeID; a forked
+    worker (exporter built before the fork, as under gunicorn) reports its own."""
+    import os
+
+    exporter = DatadogSpanExporter(mode="agentless", api_key=API_KEY, intake_url=intake.url,
+                                   env="ci", retry_timeout=3.0)
+    provider = TracerProvider(resource=Resource.create({"service.name": "worker"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("runtime.id")
+
+    def one(name: str) -> None:
+        tracer.start_span(name, kind=SpanKind.SERVER).end()
+        assert exporter.force_flush()
+
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            one("child")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    one("parent")
+    exporter.shutdown()
+
+    by_name: dict[str, str] = {}
+    for p in intake.trace_payloads():
+        for tp in p["tracerPayloads"]:
+            for c in tp["chunks"]:
+                for s in c["spans"]:
+                    by_name[s["resource"]] = tp["runtimeID"]
+    stats_ids = {p["RuntimeID"] for doc in intake.stats_payloads() for p in doc["Stats"]}
+    assert set(by_name) == {"child", "parent"}
+    assert by_name["child"] != by_name["parent"]
+    assert stats_ids == {by_name["child"], by_name["parent"]}
