@@ -34,7 +34,7 @@ from otel_dd_bridge.transport import HttpTransport
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AgentDelivery", "sanitize_chunks", "split_chunk"]
+__all__ = ["AgentDelivery", "ChunkSender", "sanitize_chunks", "split_chunk"]
 
 
 def _span_count(chunks: Sequence[TraceChunk]) -> int:
@@ -99,7 +99,45 @@ def split_chunk(chunk: TraceChunk) -> tuple[TraceChunk, TraceChunk]:
     )
 
 
-class AgentDelivery:
+class ChunkSender:
+    """What the Agent and intake deliveries share: drop accounting, halving a batch, and
+    encoding with one repair (:func:`sanitize_chunks`) before giving up on a batch.
+
+    Subclasses set ``_counters`` and ``_log`` and implement ``_deliver(chunks, deadline)``."""
+
+    _counters: ExportCounters
+    _log: RateLimitedLog
+
+    def _deliver(self, chunks: list[TraceChunk], deadline: float) -> bool:
+        raise NotImplementedError
+
+    def _drop(self, reason: str, chunks: Sequence[TraceChunk], detail: str,
+              level: int = logging.WARNING) -> bool:
+        n = _span_count(chunks)
+        self._counters.drop(reason, n)
+        self._log.log(level, reason, "dropped %d spans (%s): %s", n, reason, detail)
+        return False
+
+    def _split(self, chunks: list[TraceChunk], deadline: float) -> bool:
+        mid = len(chunks) // 2
+        ok_a = self._deliver(chunks[:mid], deadline)
+        ok_b = self._deliver(chunks[mid:], deadline)
+        return ok_a and ok_b
+
+    def _encode(self, encode: Callable[[list[TraceChunk]], bytes],
+                chunks: list[TraceChunk]) -> bytes | None:
+        try:
+            return encode(chunks)
+        except Exception:  # noqa: BLE001 - lone surrogates, out-of-range integers: repair, retry
+            sanitize_chunks(chunks)
+        try:
+            return encode(chunks)
+        except Exception as exc:  # noqa: BLE001
+            self._drop("encoding_error", chunks, f"{type(exc).__name__}: {exc}")
+            return None
+
+
+class AgentDelivery(ChunkSender):
     """Sends chunks to one Agent endpoint; never raises."""
 
     def __init__(
@@ -139,34 +177,9 @@ class AgentDelivery:
             return True
         return self._deliver(list(chunks), self._clock() + self._retry_timeout)
 
-    def _drop(self, reason: str, chunks: Sequence[TraceChunk], detail: str) -> bool:
-        n = _span_count(chunks)
-        self._counters.drop(reason, n)
-        self._log.log(
-            logging.WARNING, reason, "dropped %d spans (%s): %s", n, reason, detail
-        )
-        return False
-
-    def _encode(self, encoder: Encoder, chunks: list[TraceChunk]) -> bytes | None:
-        try:
-            return encoder.encode(chunks)
-        except Exception:  # noqa: BLE001 - lone surrogates, out-of-range integers: repair, retry
-            sanitize_chunks(chunks)
-        try:
-            return encoder.encode(chunks)
-        except Exception as exc:  # noqa: BLE001
-            self._drop("encoding_error", chunks, f"{type(exc).__name__}: {exc}")
-            return None
-
-    def _split(self, chunks: list[TraceChunk], deadline: float) -> bool:
-        mid = len(chunks) // 2
-        ok_a = self._deliver(chunks[:mid], deadline)
-        ok_b = self._deliver(chunks[mid:], deadline)
-        return ok_a and ok_b
-
     def _deliver(self, chunks: list[TraceChunk], deadline: float) -> bool:
         encoder = self._encoder
-        body = self._encode(encoder, chunks)
+        body = self._encode(encoder.encode, chunks)
         if body is None:
             return False
         if len(body) > self._max:

@@ -41,7 +41,7 @@ import httpx
 
 from otel_dd_bridge._telemetry import ExportCounters, RateLimitedLog
 from otel_dd_bridge.config import ExporterConfig, parse_agent_url
-from otel_dd_bridge.delivery import sanitize_chunks
+from otel_dd_bridge.delivery import ChunkSender
 from otel_dd_bridge.encoding.intake_protobuf import IntakeEncoder, chunk_priority, chunk_root
 from otel_dd_bridge.model import TraceChunk
 from otel_dd_bridge.retry import RetryPolicy, Verdict, send_with_retry
@@ -112,7 +112,7 @@ def select_forwarded(chunks: Sequence[TraceChunk]) -> tuple[list[TraceChunk], in
     return out, dropped
 
 
-class IntakeDelivery:
+class IntakeDelivery(ChunkSender):
     """Sends chunks to the Datadog trace intake; never raises.
 
     Same contract as :class:`~otel_dd_bridge.delivery.AgentDelivery`: ``deliver(chunks)``
@@ -166,35 +166,8 @@ class IntakeDelivery:
             return True
         return self._deliver(forwarded, self._clock() + self._retry_timeout)
 
-    def _drop(self, reason: str, chunks: Sequence[TraceChunk], detail: str,
-              level: int = logging.WARNING) -> bool:
-        n = _span_count(chunks)
-        self._counters.drop(reason, n)
-        self._log.log(level, reason, "dropped %d spans (%s): %s", n, reason, detail)
-        return False
-
-    def _encode(self, chunks: list[TraceChunk]) -> bytes | None:
-        for attempt in (1, 2):
-            try:
-                return self._encoder.encode(chunks)
-            except UnicodeEncodeError:
-                if attempt == 1:
-                    sanitize_chunks(chunks)
-                    continue
-                self._drop("encoding_error", chunks, "strings are not valid UTF-8")
-            except Exception as exc:  # noqa: BLE001
-                self._drop("encoding_error", chunks, f"{type(exc).__name__}: {exc}")
-                return None
-        return None
-
-    def _split(self, chunks: list[TraceChunk], deadline: float) -> bool:
-        mid = len(chunks) // 2
-        ok_a = self._deliver(chunks[:mid], deadline)
-        ok_b = self._deliver(chunks[mid:], deadline)
-        return ok_a and ok_b
-
     def _deliver(self, chunks: list[TraceChunk], deadline: float) -> bool:
-        raw = self._encode(chunks)
+        raw = self._encode(self._encoder.encode, chunks)
         if raw is None:
             return False
         if len(raw) > self._max:

@@ -362,3 +362,15 @@ def test_standalone_fake_intake_writes_jsonl(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=5) == 0
+
+
+def test_out_of_range_times_are_repaired_not_dropped(intake: FakeIntake) -> None:
+    """A span whose end lies beyond int64 nanoseconds (a broken clock) cannot be encoded as is:
+    like agent mode, the intake path repairs it (invalid duration -> 0) and sends it."""
+    spans = _spans(2)
+    spans[1]._end_time = 2**64 + 5  # what a clock far in the future hands the SDK
+    exporter = _exporter(intake)
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    got = {s["spanID"]: s for s in intake.spans()}
+    assert len(got) == 2 and got[spans[1].context.span_id]["duration"] == 0
+    assert exporter.stats()["dropped.encoding_error"] == 0
