@@ -14,7 +14,6 @@ import struct
 
 import pytest
 from ddsketch import DDSketch as PackageSketch
-from ddsketch.pb.ddsketch_pb2 import DDSketch as SketchProto
 from ddsketch.pb.ddsketch_pb2 import IndexMapping
 from ddsketch.pb.proto import DDSketchProto
 from hypothesis import given, settings
@@ -29,33 +28,9 @@ from otel_dd_bridge.ddsketch import (
     bin_index,
     encode_empty,
 )
+from tests.harness.sketchread import decode, go_quantile
 
 QUANTILES = [i / 100 for i in range(101)] + [0.999, 0.9999]
-
-
-def decode(raw: bytes) -> SketchProto:
-    msg = SketchProto()
-    msg.ParseFromString(raw)
-    return msg
-
-
-def go_quantile(msg: SketchProto, q: float) -> float:
-    """sketches-go / libdatadog: LogarithmicMapping value of the rank's bin."""
-    gamma, offset = msg.mapping.gamma, msg.mapping.indexOffset
-    alpha = (gamma - 1) / (gamma + 1)
-    counts = list(msg.positiveValues.contiguousBinCounts)
-    first = msg.positiveValues.contiguousBinIndexOffset
-    assert not msg.positiveValues.binCounts  # we only send the dense form
-    n = msg.zeroCount + sum(counts)
-    rank = q * (n - 1)
-    if rank < msg.zeroCount:
-        return 0.0
-    cum = msg.zeroCount
-    for i, c in enumerate(counts):
-        cum += c
-        if cum > rank:
-            return float(gamma ** (first + i - offset) * (1 + alpha))
-    raise AssertionError("rank beyond the sketch")
 
 
 def exact_quantile(values: list[float], q: float) -> float:

@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 import msgpack
-from ddsketch.pb.ddsketch_pb2 import DDSketch as SketchProto
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -27,26 +26,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_dd_bridge import DatadogSpanExporter
 from otel_dd_bridge.ddsketch import RELATIVE_ACCURACY
+from tests.harness.sketchread import go_quantile as _go_quantile
 from tests.harness.testagent import TestAgent
 
 AGENT_PEER_TAGS = ("db.name", "mongodb.db", "messaging.system")  # the test agent's /info
-
-
-def _go_quantile(raw: bytes, q: float) -> float:
-    msg = SketchProto()
-    msg.ParseFromString(raw)
-    gamma, off = msg.mapping.gamma, msg.mapping.indexOffset
-    counts = list(msg.positiveValues.contiguousBinCounts)
-    first = msg.positiveValues.contiguousBinIndexOffset
-    rank = q * (msg.zeroCount + sum(counts) - 1)
-    if rank < msg.zeroCount:
-        return 0.0
-    cum = msg.zeroCount
-    for i, c in enumerate(counts):
-        cum += c
-        if cum > rank:
-            return float(gamma ** (first + i - off) * (1 + (gamma - 1) / (gamma + 1)))
-    raise AssertionError("rank beyond the sketch")
 
 
 def _stats_requests(agent: TestAgent) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ddsketch.pb.ddsketch_pb2 import DDSketch as SketchProto
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -26,6 +25,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from otel_dd_bridge import DatadogSpanExporter
 from otel_dd_bridge.ddsketch import RELATIVE_ACCURACY
 from tests.harness.fakeintake import STATS_PATH, TRACES_PATH, FakeIntake
+from tests.harness.sketchread import go_quantile as _go_quantile
 
 API_KEY = "fedcba9876543210fedcba9876543210"
 
@@ -34,23 +34,6 @@ API_KEY = "fedcba9876543210fedcba9876543210"
 def intake() -> Iterator[FakeIntake]:
     with FakeIntake() as fi:
         yield fi
-
-
-def _go_quantile(raw: bytes, q: float) -> float:
-    msg = SketchProto()
-    msg.ParseFromString(raw)
-    gamma, off = msg.mapping.gamma, msg.mapping.indexOffset
-    counts = list(msg.positiveValues.contiguousBinCounts)
-    first = msg.positiveValues.contiguousBinIndexOffset
-    rank = q * (msg.zeroCount + sum(counts) - 1)
-    if rank < msg.zeroCount:
-        return 0.0
-    cum = msg.zeroCount
-    for i, c in enumerate(counts):
-        cum += c
-        if cum > rank:
-            return float(gamma ** (first + i - off) * (1 + (gamma - 1) / (gamma + 1)))
-    raise AssertionError("rank beyond the sketch")
 
 
 def _groups(intake: FakeIntake) -> list[dict[str, Any]]:
