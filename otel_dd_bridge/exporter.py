@@ -40,6 +40,21 @@ logger = logging.getLogger(__name__)
 __all__ = ["DatadogSpanExporter"]
 
 
+def translate_options(
+    cfg: ExporterConfig, *, name_hook: Hook | None = None, resource_hook: Hook | None = None,
+    service_hook: Hook | None = None,
+) -> TranslateOptions:
+    """The translation options a resolved configuration asks for (also the file recorder's)."""
+    return TranslateOptions(
+        service=cfg.service, env=cfg.env, version=cfg.version, tags=cfg.tags,
+        top_level=cfg.top_level, error_tags_from_events=cfg.error_tags_from_events,
+        span_name_as_resource_name=cfg.span_name_as_resource_name,
+        span_name_remappings=cfg.span_name_remappings,
+        sampling_percentage=cfg.sampling_percentage,
+        name_hook=name_hook, resource_hook=resource_hook, service_hook=service_hook,
+    )
+
+
 class DatadogSpanExporter(SpanExporter):
     """An OpenTelemetry SDK span exporter that sends Datadog-shaped spans to a Datadog Agent.
 
@@ -84,13 +99,8 @@ class DatadogSpanExporter(SpanExporter):
         )
         self.config: ExporterConfig = resolve_config(_environ, **explicit)
         cfg = self.config
-        self._options = TranslateOptions(
-            service=cfg.service, env=cfg.env, version=cfg.version, tags=cfg.tags,
-            top_level=cfg.top_level, error_tags_from_events=cfg.error_tags_from_events,
-            span_name_as_resource_name=cfg.span_name_as_resource_name,
-            span_name_remappings=cfg.span_name_remappings,
-            sampling_percentage=cfg.sampling_percentage,
-            name_hook=name_hook, resource_hook=resource_hook, service_hook=service_hook,
+        self._options = translate_options(
+            cfg, name_hook=name_hook, resource_hook=resource_hook, service_hook=service_hook
         )
         self._cache = _Cache(self._options.max_cached_resources)
         self._obfuscator = Obfuscator(cache_max_bytes=cfg.obfuscation_cache_max_bytes,

@@ -39,9 +39,10 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_dd_bridge._telemetry import ExportCounters, RateLimitedLog
 from otel_dd_bridge.config import ExporterConfig, resolve_config
 from otel_dd_bridge.delivery import sanitize_chunks
+from otel_dd_bridge.exporter import translate_options
 from otel_dd_bridge.model import TraceChunk
 from otel_dd_bridge.spanfile import span_to_record
-from otel_dd_bridge.translate import TranslateOptions, _Cache, translate_spans_with_stats
+from otel_dd_bridge.translate import _Cache, translate_spans_with_stats
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +143,7 @@ class DatadogFileExporter(SpanExporter):
                 raise ValueError(
                     "file_format='yaml' needs PyYAML: pip install 'otel-dd-bridge[yaml]'"
                 ) from None
-        self._options = TranslateOptions(
-            service=cfg.service, env=cfg.env, version=cfg.version, tags=cfg.tags,
-            top_level=cfg.top_level, error_tags_from_events=cfg.error_tags_from_events,
-            span_name_as_resource_name=cfg.span_name_as_resource_name,
-            span_name_remappings=cfg.span_name_remappings,
-            sampling_percentage=cfg.sampling_percentage,
-        )
+        self._options = translate_options(cfg)
         self._cache = _Cache(self._options.max_cached_resources)
         self.counters = ExportCounters()
         self._log = RateLimitedLog(logger)
