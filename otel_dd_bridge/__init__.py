@@ -3,6 +3,8 @@
 Public surface only; everything else is private to the package.
 """
 
+# First: applies OTEL_DD_BRIDGE_NO_EXTENSIONS (pure Python) before any compiled module loads.
+from otel_dd_bridge import _accel  # noqa: F401  # isort: skip
 from otel_dd_bridge.config import ExporterConfig, resolve_config
 from otel_dd_bridge.exporter import DatadogSpanExporter
 from otel_dd_bridge.model import DDSpan, PayloadInfo, TraceChunk

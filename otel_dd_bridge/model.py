@@ -55,7 +55,7 @@ class DDSpanEvent:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True, eq=True)
+@dataclass(slots=True, eq=True, init=False)
 class DDSpan:
     """One Datadog span, already normalized and truncated as the Agent would."""
 
@@ -74,9 +74,34 @@ class DDSpan:
     # The Agent's newer v0.4 keys. ``None`` or empty means "not sent": the Go Agent rejects a
     # nil or empty value for the whole request, so encoders omit them (wire.md §1.2). The
     # translation keeps events/links as JSON in meta and leaves these unset.
-    meta_struct: dict[str, bytes] | None = None  # each value a msgpack document, sent as bin
-    span_links: list[DDSpanLink] | None = None
-    span_events: list[DDSpanEvent] | None = None
+    meta_struct: dict[str, bytes] | None  # each value a msgpack document, sent as bin
+    span_links: list[DDSpanLink] | None
+    span_events: list[DDSpanEvent] | None
+
+    # Written out (init=False): one per span on the hot path, and mypyc compiles this one to C.
+    def __init__(
+        self, trace_id: int, span_id: int, parent_id: int, service: str, name: str,
+        resource: str, type: str, start: int, duration: int, error: int,  # noqa: A002
+        meta: dict[str, str], metrics: dict[str, float | int],
+        meta_struct: dict[str, bytes] | None = None,
+        span_links: list[DDSpanLink] | None = None,
+        span_events: list[DDSpanEvent] | None = None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.service = service
+        self.name = name
+        self.resource = resource
+        self.type = type
+        self.start = start
+        self.duration = duration
+        self.error = error
+        self.meta = meta
+        self.metrics = metrics
+        self.meta_struct = meta_struct
+        self.span_links = span_links
+        self.span_events = span_events
 
 
 @dataclass(slots=True, eq=True)
@@ -98,7 +123,7 @@ class PayloadInfo:
     tags: dict[str, str] = field(default_factory=dict)  # container tags (`_dd.tags.container`)
 
 
-@dataclass(slots=True, eq=True)
+@dataclass(slots=True, eq=True, init=False)
 class TraceChunk:
     """The spans of one trace (same low-64-bit trace id) from one OTel resource in one batch.
 
@@ -113,8 +138,20 @@ class TraceChunk:
     """
 
     spans: list[DDSpan]
-    priority: int | None = None
-    origin: str = ""
-    tags: dict[str, str] = field(default_factory=dict)
-    dropped_trace: bool = False
-    payload: PayloadInfo | None = None
+    priority: int | None
+    origin: str
+    tags: dict[str, str]
+    dropped_trace: bool
+    payload: PayloadInfo | None
+
+    def __init__(
+        self, spans: list[DDSpan], priority: int | None = None, origin: str = "",
+        tags: dict[str, str] | None = None, dropped_trace: bool = False,
+        payload: PayloadInfo | None = None,
+    ) -> None:
+        self.spans = spans
+        self.priority = priority
+        self.origin = origin
+        self.tags = {} if tags is None else tags
+        self.dropped_trace = dropped_trace
+        self.payload = payload

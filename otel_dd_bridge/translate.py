@@ -39,7 +39,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
@@ -66,8 +66,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["TranslateOptions", "TranslateResult", "translate_spans", "translate_spans_with_stats"]
 
 Hook = Callable[[ReadableSpan, DDSpan], "str | None"]
-_EMPTY: Mapping[str, str] = MappingProxyType({})
-_U64 = (1 << 64) - 1
+_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
+_U64: Final = (1 << 64) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,17 +112,17 @@ class TranslateResult:
 
 # --------------------------------------------------------------------------- value helpers
 
-_KIND_META = {
+_KIND_META: Final = {
     SpanKind.SERVER: "server",
     SpanKind.CLIENT: "client",
     SpanKind.PRODUCER: "producer",
     SpanKind.CONSUMER: "consumer",
     SpanKind.INTERNAL: "internal",
 }
-_STATUS_META = {StatusCode.UNSET: "Unset", StatusCode.OK: "Ok", StatusCode.ERROR: "Error"}
+_STATUS_META: Final = {StatusCode.UNSET: "Unset", StatusCode.OK: "Ok", StatusCode.ERROR: "Error"}
 
 # R2 key remapping (GetDDKeyForOTLPAttribute, HTTP mappings), span and resource attributes.
-_HTTP_KEY_MAP = {
+_HTTP_KEY_MAP: Final = {
     "client.address": "http.client_ip",
     "http.response.body.size": "http.response.content_length",
     "http.response.status_code": "http.status_code",
@@ -134,9 +134,9 @@ _HTTP_KEY_MAP = {
     "url.full": "http.url",
     "user_agent.original": "http.useragent",
 }
-_FIELD_KEYS = frozenset(("service.name", "operation.name", "resource.name", "span.type"))
-_KEY_CACHE: dict[str, str] = {}
-_GENAI_KEYS: set[str] = set()  # every gen_ai.* key seen by _dd_key (bounded)
+_FIELD_KEYS: Final = frozenset(("service.name", "operation.name", "resource.name", "span.type"))
+_KEY_CACHE: Final[dict[str, str]] = {}
+_GENAI_KEYS: Final[set[str]] = set()  # every gen_ai.* key seen by _dd_key (bounded)
 
 
 def _dd_key(k: str) -> str:
@@ -157,9 +157,9 @@ def _dd_key(k: str) -> str:
     return dk
 
 
-_NAME_CACHE: dict[str, str] = {}
-_TAGV_CACHE: dict[str, str] = {}
-_MEMO_BOUND = 4096
+_NAME_CACHE: Final[dict[str, str]] = {}
+_TAGV_CACHE: Final[dict[str, str]] = {}
+_MEMO_BOUND: Final = 4096
 
 
 def _memo(cache: dict[str, str], fn: Callable[[str], str], v: str) -> str:
@@ -300,7 +300,7 @@ def _int_of(v: Any, allow_str: bool) -> int | None:
     return None
 
 
-_STATUS_CODE_KEYS = (
+_STATUS_CODE_KEYS: Final = (
     ("http.status_code", False),
     ("http.status_code", True),
     ("http.response.status_code", False),
@@ -322,8 +322,8 @@ def _status_code(a: Mapping[str, Any], r: Mapping[str, Any]) -> int | None:
     return None
 
 
-_GRPC_KEYS = ("rpc.grpc.status_code", "grpc.code", "rpc.grpc.status.code", "grpc.status.code")
-_GRPC_TRIGGERS = frozenset((*_GRPC_KEYS, "rpc.response.status_code"))
+_GRPC_KEYS: Final = ("rpc.grpc.status_code", "grpc.code", "rpc.grpc.status.code", "grpc.status.code")
+_GRPC_TRIGGERS: Final = frozenset((*_GRPC_KEYS, "rpc.response.status_code"))
 
 
 def _grpc_code(a: Mapping[str, Any], r: Mapping[str, Any]) -> str:
@@ -350,7 +350,7 @@ def _grpc_code(a: Mapping[str, Any], r: Mapping[str, Any]) -> str:
     return ""
 
 
-_GO_STATUS_TEXT = {
+_GO_STATUS_TEXT: Final = {
     100: "Continue", 101: "Switching Protocols", 102: "Processing", 103: "Early Hints",
     200: "OK", 201: "Created", 202: "Accepted", 203: "Non-Authoritative Information",
     204: "No Content", 205: "Reset Content", 206: "Partial Content", 207: "Multi-Status",
@@ -373,13 +373,13 @@ _GO_STATUS_TEXT = {
 }
 
 # R2 db.system -> span type (translation.md §4).
-_SQL_SYSTEMS = frozenset(
+_SQL_SYSTEMS: Final = frozenset(
     "other_sql mssql mysql oracle db2 postgresql redshift cloudscape hsqldb maxdb ingres "
     "firstsql edb cache firebird derby informix mariadb sqlite sybase teradata vertica h2 "
     "coldfusion cockroachdb progress hanadb adabas filemaker instantdb interbase netezza "
     "pervasive pointbase clickhouse".split()
 )
-_DB_TYPES = {
+_DB_TYPES: Final = {
     "cassandra": "cassandra", "redis": "redis", "memcached": "memcached", "mongodb": "mongodb",
     "elasticsearch": "elasticsearch", "opensearch": "opensearch",
 }
@@ -394,7 +394,7 @@ def _db_type(system: str) -> str:
 
 # --------------------------------------------------------------------------- per resource
 
-_REJECTED_HOSTS = frozenset(
+_REJECTED_HOSTS: Final = frozenset(
     ("0.0.0.0", "127.0.0.1", "localhost", "localhost.localdomain", "localhost6.localdomain6",
      "ip6-localhost")
 )
@@ -448,10 +448,10 @@ class _ResourceInfo:
     tails: dict[tuple[int, str], tuple[Any, dict[str, str]]] = field(default_factory=dict)
 
 
-_ENV_KEYS = ("deployment.environment.name", "deployment.environment")
+_ENV_KEYS: Final = ("deployment.environment.name", "deployment.environment")
 
 # Resource attribute -> container tag (payload `_dd.tags.container`, translation.md §1.5).
-_CONTAINER_TAGS = {
+_CONTAINER_TAGS: Final = {
     "container.id": "container_id", "container.name": "container_name",
     "container.image.name": "image_name", "container.image.tag": "image_tag",
     "container.runtime": "runtime", "cloud.provider": "cloud_provider", "cloud.region": "region",
@@ -596,7 +596,7 @@ class _Cache:
         return out
 
 
-_NOTHING = object()
+_NOTHING: Final = object()
 
 
 # --------------------------------------------------------------------------- naming rules
@@ -801,32 +801,32 @@ def _links_json(links: Sequence[Any]) -> str:
 
 # Per attribute key, memoised: the Datadog key, how the value is copied, and which naming rules
 # the key feeds (bits). One dict lookup per attribute replaces the per-rule lookups.
-_C_PLAIN = 0  # copy into meta/metrics by value type; no other key can produce the same dd key
-_C_CHECK = 1  # the dd key may already be set: meta keeps the first non-empty, metrics the first
-_C_FIELD = 2  # span-field key (service.name, ...): never copied
-_C_SPECIAL = 3  # analytics.event / sampling.priority / _sampling_priority_v1
+_C_PLAIN: Final = 0  # copy into meta/metrics by value type; no other key can produce the same dd key
+_C_CHECK: Final = 1  # the dd key may already be set: meta keeps the first non-empty, metrics the first
+_C_FIELD: Final = 2  # span-field key (service.name, ...): never copied
+_C_SPECIAL: Final = 3  # analytics.event / sampling.priority / _sampling_priority_v1
 
-_B_METHOD = 1  # http.request.method, http.method
-_B_ROUTE = 2  # http.route
-_B_URLT = 4  # url.template
-_B_DBSYS = 8  # db.system, db.system.name
-_B_DBSTMT = 16  # db.statement, db.query.text
-_B_DBNS = 32  # db.namespace
-_B_ENVVER = 64  # service.version, deployment.environment(.name)
-_B_GENAI = 128  # gen_ai.*: the span type is llm
-_B_OTHER = 256  # any other naming/type rule key: the general rule engine runs
-_B_STATUSKEY = 512  # http.status_code / http.response.status_code (meta must be a valid code)
-_B_PRIO = 1024  # sampling.priority / _sampling_priority_v1 (a user sampling priority)
-_B_GRPC = 2048  # a gRPC status-code key (_GRPC_TRIGGERS)
-_B_RESKEY = 4096  # the dd key is also a meta key of some resource seen (see _register_res_keys)
-_B_SVC = 8192  # service.name (a span-level service)
+_B_METHOD: Final = 1  # http.request.method, http.method
+_B_ROUTE: Final = 2  # http.route
+_B_URLT: Final = 4  # url.template
+_B_DBSYS: Final = 8  # db.system, db.system.name
+_B_DBSTMT: Final = 16  # db.statement, db.query.text
+_B_DBNS: Final = 32  # db.namespace
+_B_ENVVER: Final = 64  # service.version, deployment.environment(.name)
+_B_GENAI: Final = 128  # gen_ai.*: the span type is llm
+_B_OTHER: Final = 256  # any other naming/type rule key: the general rule engine runs
+_B_STATUSKEY: Final = 512  # http.status_code / http.response.status_code (meta must be a valid code)
+_B_PRIO: Final = 1024  # sampling.priority / _sampling_priority_v1 (a user sampling priority)
+_B_GRPC: Final = 2048  # a gRPC status-code key (_GRPC_TRIGGERS)
+_B_RESKEY: Final = 4096  # the dd key is also a meta key of some resource seen (see _register_res_keys)
+_B_SVC: Final = 8192  # service.name (a span-level service)
 # Bits that do not send a span to the general rule engine (_B_RESKEY, _B_SVC: not rule keys).
-_FAST_BITS = (
+_FAST_BITS: Final = (
     _B_METHOD | _B_ROUTE | _B_URLT | _B_DBSYS | _B_DBSTMT | _B_DBNS | _B_ENVVER | _B_STATUSKEY
     | _B_PRIO | _B_GRPC | _B_RESKEY | _B_SVC
 )
 
-_RULE_BITS = {
+_RULE_BITS: Final = {
     "http.request.method": _B_METHOD, "http.method": _B_METHOD, "http.route": _B_ROUTE,
     "url.template": _B_URLT, "db.system": _B_DBSYS, "db.system.name": _B_DBSYS,
     "db.statement": _B_DBSTMT, "db.query.text": _B_DBSTMT, "db.namespace": _B_DBNS,
@@ -846,12 +846,12 @@ for _k in _GRPC_TRIGGERS:
     _RULE_BITS[_k] = _RULE_BITS.get(_k, 0) | _B_GRPC
 # Resource attributes that feed a per-span rule; a resource holding none of them lets every
 # span rule read the span's attributes only (env/version/measured are precomputed per resource).
-_RESOURCE_RULE_KEYS = frozenset(
+_RESOURCE_RULE_KEYS: Final = frozenset(
     k for k, b in _RULE_BITS.items() if b != _B_ENVVER
 ) | frozenset(("_dd.measured",))
-_SPECIAL_KEYS = frozenset(("analytics.event", "sampling.priority", "_sampling_priority_v1"))
+_SPECIAL_KEYS: Final = frozenset(("analytics.event", "sampling.priority", "_sampling_priority_v1"))
 # dd keys that another attribute or a preset value can also produce.
-_SHARED_DD_KEYS = frozenset(_HTTP_KEY_MAP.values()) | frozenset((
+_SHARED_DD_KEYS: Final = frozenset(_HTTP_KEY_MAP.values()) | frozenset((
     "span.kind", "w3c.tracestate", "rpc.grpc.status_code", "http.status_code", "_top_level",
     "_dd.measured", "_sample_rate", "_sampling_priority_v1", "_dd1.sr.eausr",
 ))
@@ -862,15 +862,15 @@ class _KeyMemo(dict[str, tuple[str, int, int]]):
         return _key_info(k)
 
 
-_KEYINFO = _KeyMemo()
+_KEYINFO: Final = _KeyMemo()
 # Every meta key of every resource seen (bounded). An attribute whose dd key is in it carries
 # _B_RESKEY, so a span whose mask lacks that bit cannot clash with its resource's meta keys and
 # the per-span set test is skipped. Entries are only added (never removed), under the lock, so a
 # memo entry and the set never disagree.
-_RES_DDKEYS: set[str] = set()
-_KEY_LOCK = threading.Lock()
+_RES_DDKEYS: Final[set[str]] = set()
+_KEY_LOCK: Final = threading.Lock()
 # Meta keys a span can hold before the tail other than attribute keys (see _translate_batch).
-_FIXED_META_KEYS = frozenset((
+_FIXED_META_KEYS: Final = frozenset((
     "span.kind", "rpc.grpc.status_code", "w3c.tracestate", "otel.trace_id", "version",
     "events", "_dd.span_events.has_exception", "_dd.span_links",
 ))
@@ -948,10 +948,14 @@ def _copy_special(
         meta[dk] = truncate_meta_value(_as_string(v))
 
 
-_isfinite = math.isfinite
-_SERVER, _CLIENT = SpanKind.SERVER, SpanKind.CLIENT
-_PRODUCER, _CONSUMER, _INTERNAL = SpanKind.PRODUCER, SpanKind.CONSUMER, SpanKind.INTERNAL
-_ERROR, _OK = StatusCode.ERROR, StatusCode.OK
+_isfinite: Final = math.isfinite
+_SERVER: Final = SpanKind.SERVER
+_CLIENT: Final = SpanKind.CLIENT
+_PRODUCER: Final = SpanKind.PRODUCER
+_CONSUMER: Final = SpanKind.CONSUMER
+_INTERNAL: Final = SpanKind.INTERNAL
+_ERROR: Final = StatusCode.ERROR
+_OK: Final = StatusCode.OK
 
 
 def _sdk_fields_present() -> bool:
@@ -960,7 +964,7 @@ def _sdk_fields_present() -> bool:
         probe = ReadableSpan(name="probe", attributes=BoundedAttributes(attributes={"k": 1}))
         fields = ("_context", "_parent", "_resource", "_kind", "_status", "_events", "_links",
                   "_instrumentation_scope", "_start_time", "_end_time", "_name")
-        return all(hasattr(probe, f) for f in fields) and type(
+        return all(f in vars(probe) for f in fields) and type(
             probe._attributes._dict  # type: ignore[union-attr]
         ) is dict and hasattr(BoundedList(1), "_dq")
     except Exception:  # noqa: BLE001 - an unknown SDK: the public API is always correct
@@ -968,11 +972,11 @@ def _sdk_fields_present() -> bool:
 
 
 # Exact types only (a subclass may override a property); empty on an SDK whose internals differ.
-_SDK_SPAN_TYPES = frozenset((ReadableSpan, _SdkSpan)) if _sdk_fields_present() else frozenset()
-_DB_QUERY_NAME: dict[str, str] = {}
+_SDK_SPAN_TYPES: Final = frozenset((ReadableSpan, _SdkSpan)) if _sdk_fields_present() else frozenset()
+_DB_QUERY_NAME: Final[dict[str, str]] = {}
 # id(SpanKind member) -> (span.kind meta, by-kind metrics of a root span, of a child span).
 # Keyed by id: hashing an Enum member runs Python code.
-_KIND_INFO: dict[int, tuple[str, dict[str, int], dict[str, int]]] = {
+_KIND_INFO: Final[dict[int, tuple[str, dict[str, int], dict[str, int]]]] = {
     id(SpanKind.SERVER): ("server", {"_top_level": 1}, {"_top_level": 1}),
     id(SpanKind.CONSUMER): ("consumer", {"_top_level": 1}, {"_top_level": 1}),
     id(SpanKind.CLIENT): ("client", {"_top_level": 1, "_dd.measured": 1}, {"_dd.measured": 1}),
@@ -980,7 +984,7 @@ _KIND_INFO: dict[int, tuple[str, dict[str, int], dict[str, int]]] = {
         "producer", {"_top_level": 1, "_dd.measured": 1}, {"_dd.measured": 1}),
     id(SpanKind.INTERNAL): ("internal", {"_top_level": 1}, {}),
 }
-_DB_TYPE: dict[str, str] = {}
+_DB_TYPE: Final[dict[str, str]] = {}
 
 
 def _s(a: Mapping[str, Any], k: str) -> str:
@@ -1043,31 +1047,34 @@ def _translate_batch(
             # 0. read the span: private fields of the SDK's own classes, the public API otherwise
             sdk = type(span) in _SDK_SPAN_TYPES
             if sdk:
-                ctx: Any = span._context
-                parent: Any = span._parent
-                res: Any = span._resource
-                kind: Any = span._kind
-                a: Any = span._attributes
-                if type(a) is BoundedAttributes:
-                    a = a._dict
-                elif type(a) is not dict:
-                    a = _attrs(span)
-                status: Any = span._status
-                events: Any = span._events
+                # One read of the instance dict, then dict lookups: cheaper than one generic
+                # attribute lookup (type MRO, then instance dict) per private field.
+                sd: dict[str, Any] = span.__dict__
+                ctx: Any = sd["_context"]
+                parent: Any = sd["_parent"]
+                res: Any = sd["_resource"]
+                kind: Any = sd["_kind"]
+                raw: Any = sd["_attributes"]
+                if type(raw) is BoundedAttributes:
+                    raw = raw._dict
+                # a plain dict (typed: compiled code iterates and looks it up at C level)
+                a: dict[str, Any] = raw if type(raw) is dict else dict(_attrs(span))
+                status: Any = sd["_status"]
+                events: Any = sd["_events"]
                 if type(events) is BoundedList:
-                    events = events._dq  # type: ignore[attr-defined]  # a deque: C-level len/iteration, same items in order
-                links: Any = span._links
+                    events = events._dq  # type: ignore[attr-defined]  # a deque: C-level iteration
+                links: Any = sd["_links"]
                 if type(links) is BoundedList:
                     links = links._dq  # type: ignore[attr-defined]
-                scope: Any = span._instrumentation_scope
-                start = span._start_time or 0
-                end = span._end_time or start
+                scope: Any = sd["_instrumentation_scope"]
+                start = sd["_start_time"] or 0
+                end = sd["_end_time"] or start
             else:
                 ctx = span.context
                 parent = span.parent
                 res = span.resource
                 kind = span.kind
-                a = _attrs(span)
+                a = dict(_attrs(span))
                 status = span.status
                 events = getattr(span, "_events", None)
                 if events is None:
@@ -1229,9 +1236,10 @@ def _translate_batch(
                     meta = {"span.kind": meta.pop("span.kind"), "rpc.grpc.status_code": grpc, **meta}
 
             # 3. operation name, resource, type: inline for plain HTTP/DB shapes, else the rule engine
-            sname = span._name if sdk else span.name
+            sname = sd["_name"] if sdk else span.name
             if not (mask & ~_FAST_BITS) and rinfo.rules_free and not legacy:
-                method = db = ""
+                method: Any = ""
+                db: Any = ""
                 if mask & _B_METHOD:
                     method = a.get("http.request.method")
                     if type(method) is not str or not method:
@@ -1377,11 +1385,12 @@ def _translate_batch(
             if mask & _B_PRIO:
                 user_priority = metrics.get("_sampling_priority_v1")
                 prio = int(user_priority) if user_priority is not None else None
+            g: tuple[TraceChunk, int, list[int | None], _ResourceInfo, str | None] | None
             if rinfo is last_rinfo and tid == last_tid and last_g is not None:
                 g = last_g
             else:
                 key = (id(rinfo), tid)
-                g = groups.get(key)  # type: ignore[assignment]
+                g = groups.get(key)
                 if g is None:
                     g = (TraceChunk(spans=[]), trace_id128 >> 64, [None], rinfo, dd_member)
                     groups[key] = g
@@ -1397,7 +1406,7 @@ def _translate_batch(
     _finish_chunks(groups.values(), opts)
 
 
-_SERVICE_CACHE: dict[str, str] = {}
+_SERVICE_CACHE: Final[dict[str, str]] = {}
 
 
 def _tail_slow(
@@ -1496,7 +1505,7 @@ def _error_tags(meta: dict[str, str], events: Any, desc: str | None) -> None:
 
 # --------------------------------------------------------------------------- chunks
 
-_KNUTH = 1111111111111111111
+_KNUTH: Final = 1111111111111111111
 
 
 def _finish_chunk(
