@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.spanset import build_spans  # noqa: E402
 from otel_dd_bridge.encoding import get_encoder  # noqa: E402
+from otel_dd_bridge.encoding._pack import use_compiled  # noqa: E402
 from otel_dd_bridge.translate import (  # noqa: E402
     TranslateOptions,
     _Cache,
@@ -58,6 +59,10 @@ def main() -> None:
         results[f"encode_{version}_us_per_span"] = _best(
             args.rounds, lambda enc=enc: [enc.encode(c) for c in chunked]) / len(spans) * 1e6
         results[f"bytes_per_span_{version}"] = sum(len(enc.encode(c)) for c in chunked) / len(spans)
+        prev = use_compiled(False)  # the same encoder without the compiled fast path
+        results[f"encode_{version}_pure_us_per_span"] = _best(
+            args.rounds, lambda enc=enc: [enc.encode(c) for c in chunked]) / len(spans) * 1e6
+        use_compiled(prev)
     try:  # OpenTelemetry's own OTLP encoder on the same spans, when installed, for the ratio
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     except ImportError:

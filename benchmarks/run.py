@@ -18,7 +18,9 @@ best of ``--rounds`` with the measures interleaved round by round:
 5. requests/second of a small Flask app under waitress with a local load generator:
    untraced, ours, OTLP (both behind ``BatchSpanProcessor``);
 6. peak RSS exporting ``--rss-rate`` spans/s for ``--rss-seconds`` to an Agent that is down
-   for the first half, then up.
+   for the first half, then up;
+7. items 1-2 again in a subprocess with ``OTEL_DD_BRIDGE_NO_EXTENSIONS=1`` (the pure-Python
+   path, no compiled accelerator), reported under ``pure_python`` with its own same-run ratios.
 
 The machine is shared: absolute times move from run to run, the ratios printed (ours vs each
 peer, same run) are the result. The sink is a separate process that answers in one write with
@@ -199,6 +201,23 @@ def measure_rss(seconds: float, rate: int) -> dict[str, Any]:
     return out
 
 
+def measure_pure(spans: int, batch: int, rounds: int) -> dict[str, Any]:
+    """Item 7: the CPU measures of a pure-Python run (``OTEL_DD_BRIDGE_NO_EXTENSIONS=1``)."""
+    env = dict(os.environ, OTEL_DD_BRIDGE_NO_EXTENSIONS="1")
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "pure.json"
+        subprocess.run([sys.executable, "-m", "benchmarks.run", "--spans", str(spans), "--batch",
+                        str(batch), "--rounds", str(rounds), "--skip", "ddtrace,rps,rss,pure",
+                        "--json", str(out)], cwd=str(REPO), env=env, check=True,
+                       capture_output=True, timeout=1800)
+        r: dict[str, Any] = json.loads(out.read_text())
+    if any(r["compiled"].values()):
+        raise RuntimeError(f"the pure-Python run loaded compiled modules: {r['compiled']}")
+    keep = {k: v for k, v in r.items() if k.endswith("_us_per_span")}
+    keep["ratios"] = r["ratios"]
+    return keep
+
+
 def ratios(r: dict[str, Any]) -> dict[str, float]:
     """Ours vs each peer, from measures of the same run."""
     out: dict[str, float] = {}
@@ -232,12 +251,19 @@ def print_table(r: dict[str, Any]) -> None:
     for k, v in r.get("rss", {}).items():
         if isinstance(v, (int, float)):
             rows.append((f"rss.{k}", v))
+    for k, v in r.get("pure_python", {}).items():
+        if isinstance(v, (int, float)):
+            rows.append((f"pure_python.{k}", v))
+    print("compiled modules: " + (", ".join(k for k, v in r.get("compiled", {}).items() if v)
+                                  or "none (pure Python)"))
     print(f"{'measure':44} {'value':>12}")
     for k, v in rows:
         print(f"{k:44} {v:12.2f}")
     print(f"\n{'ratio (same run)':44} {'value':>12}")
     for k, v in r.get("ratios", {}).items():
         print(f"{k:44} {v:12.3f}")
+    for k, v in r.get("pure_python", {}).get("ratios", {}).items():
+        print(f"{'pure_python.' + k:44} {v:12.3f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -250,14 +276,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rps-rounds", type=int, default=2)
     ap.add_argument("--rss-seconds", type=float, default=60.0)
     ap.add_argument("--rss-rate", type=int, default=10000)
-    ap.add_argument("--skip", default="", help="comma list of: ddtrace, rps, rss")
+    ap.add_argument("--skip", default="", help="comma list of: ddtrace, rps, rss, pure")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     skip = {s for s in args.skip.split(",") if s}
     t0 = time.monotonic()
     spans = build_spans(args.spans)
+    from otel_dd_bridge._accel import compiled_status
+
     results: dict[str, Any] = {"spans": len(spans), "batch": args.batch, "rounds": args.rounds,
-                               "python": sys.version.split()[0]}
+                               "python": sys.version.split()[0],
+                               "compiled": compiled_status()}
     sink = Sink()
     try:
         cpu = measure_cpu(spans, args.batch, args.rounds, sink)
@@ -272,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sink.close()
     if "rss" not in skip:
         results["rss"] = measure_rss(args.rss_seconds, args.rss_rate)
+    if "pure" not in skip:
+        results["pure_python"] = measure_pure(args.spans, args.batch, args.rounds)
     results["ratios"] = ratios(results)
     results["wall_seconds"] = time.monotonic() - t0
     print_table(results)

@@ -33,6 +33,10 @@ def test_benchmark_suite_runs_on_a_tiny_set(tmp_path) -> None:
     assert set(r) >= {"export_v0.4_vs_otlp_export", "export_v0.4_vs_ddtrace_encode",
                       "rps_ours_vs_otlp"}
     assert all(v > 0 for v in r.values())
+    pure = data["pure_python"]  # the same CPU measures without the compiled accelerator
+    assert pure["translate_us_per_span"] > 0 and pure["export_v0.4_us_per_span"] > 0
+    assert pure["ratios"]["export_v0.4_vs_otlp_export"] > 0
+    assert set(data["compiled"]) >= {"model", "translate"}
 
 
 def test_bench_translate_script_still_runs(tmp_path) -> None:

@@ -7,6 +7,10 @@ span set and on edge values) in about half the time. Anything ormsgpack refuses 
 subclass, a lone surrogate, an out-of-range int, ...) is packed again by msgpack, so errors
 and their types are msgpack's, exactly as without the accelerator. Tests switch it with
 :func:`use_ormsgpack`.
+
+The v0.4/v0.5 encoders also try the compiled encoder (``_fastpack``, Cython, optional) first;
+:func:`use_compiled` switches it for tests, and ``OTEL_DD_BRIDGE_NO_EXTENSIONS=1`` (read once,
+at import) keeps it unused.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import threading
 from typing import Any
 
 import msgpack
+
+from otel_dd_bridge._accel import extensions_disabled
 
 _orm: Any
 try:  # pragma: no cover - depends on the install
@@ -25,10 +31,18 @@ except ImportError:  # pragma: no cover
     _orm = None
     _ORM_OPTS = 0
 
-__all__ = ["HAVE_ORMSGPACK", "Packer", "use_ormsgpack"]
+__all__ = ["HAVE_ORMSGPACK", "NO_EXTENSIONS", "Packer", "use_compiled", "use_ormsgpack"]
 
 HAVE_ORMSGPACK = _orm is not None
-_state = {"orm": HAVE_ORMSGPACK}
+NO_EXTENSIONS = extensions_disabled()
+_state = {"orm": HAVE_ORMSGPACK, "compiled": True}
+
+
+def use_compiled(on: bool) -> bool:
+    """Turn the compiled v0.4/v0.5 encoders on/off (tests); returns the previous setting."""
+    prev = _state["compiled"]
+    _state["compiled"] = bool(on)
+    return prev
 
 
 def use_ormsgpack(on: bool) -> bool:

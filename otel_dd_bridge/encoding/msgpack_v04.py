@@ -34,18 +34,27 @@ Agent's length limits.
 
 Packing: ormsgpack when installed (same bytes, about twice as fast), else one C
 ``msgpack.Packer`` reused per thread (it is not thread-safe; the SDK's
-``SimpleSpanProcessor`` calls ``export()`` from any thread); see :mod:`._pack`.
+``SimpleSpanProcessor`` calls ``export()`` from any thread); see :mod:`._pack`. Before that,
+the compiled encoder (:mod:`._fastpack`, optional) writes the same bytes straight from the
+spans; it returns ``None`` for anything but the plain shape, and this module packs instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from otel_dd_bridge.encoding._pack import Packer
+from otel_dd_bridge.encoding._pack import NO_EXTENSIONS, Packer, _state
 from otel_dd_bridge.model import DDSpan, DDSpanEvent, DDSpanLink, TraceChunk
 
 __all__ = ["V04Encoder"]
+
+_compiled: Callable[[Sequence[TraceChunk]], bytes | None] | None = None
+if not NO_EXTENSIONS:
+    try:
+        from otel_dd_bridge.encoding._fastpack import encode_v04 as _compiled
+    except ImportError:  # pragma: no cover - depends on the install
+        _compiled = None
 
 _U64 = (1 << 64) - 1
 _U32 = (1 << 32) - 1
@@ -121,6 +130,10 @@ class V04Encoder:
 
     def encode(self, chunks: Sequence[TraceChunk]) -> bytes:
         """Encode chunks as one v0.4 body."""
+        if _compiled is not None and _state["compiled"]:
+            body = _compiled(chunks)
+            if body is not None:
+                return body
         payload = [
             [
                 {

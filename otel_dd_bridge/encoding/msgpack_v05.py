@@ -23,16 +23,26 @@ Body (``pkg/trace/api/version.go`` in the Agent, normative)::
 No nils anywhere. v0.5 cannot carry ``meta_struct`` or native span events; events and links
 are JSON strings in meta (``events``, ``_dd.span_links``), as with v0.4 here. The table is built
 per request, so every index is in range for the body that carries it.
+
+The compiled encoder (:mod:`._fastpack`, optional) is tried first and writes the same bytes,
+string-table order included; ``None`` from it (anything but the plain shape) means pack here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from otel_dd_bridge.encoding._pack import Packer
+from otel_dd_bridge.encoding._pack import NO_EXTENSIONS, Packer, _state
 from otel_dd_bridge.model import TraceChunk
 
 __all__ = ["V05Encoder"]
+
+_compiled: Callable[[Sequence[TraceChunk]], bytes | None] | None = None
+if not NO_EXTENSIONS:
+    try:
+        from otel_dd_bridge.encoding._fastpack import encode_v05 as _compiled
+    except ImportError:  # pragma: no cover - depends on the install
+        _compiled = None
 
 
 class V05Encoder:
@@ -47,6 +57,10 @@ class V05Encoder:
 
     def encode(self, chunks: Sequence[TraceChunk]) -> bytes:
         """Encode chunks as one v0.5 body with its own string table."""
+        if _compiled is not None and _state["compiled"]:
+            body = _compiled(chunks)
+            if body is not None:
+                return body
         # A hit is one C-level subscript; only a new string runs __missing__. Strings are
         # numbered in first-use order: per span meta (key, value), metrics keys, then service,
         # name, resource, type.

@@ -8,11 +8,13 @@ types (bool, big and negative ints, NaN, lists, bytes, empty and long strings, n
 exception events, links, statuses with descriptions, remote parents, ``dd=`` tracestate,
 several resources and scopes, SDK-exact spans and a public-API subclass; plus the benchmark's
 realistic span set. Each is translated under several option sets, hooks included, and every
-field of the result is written in order (meta and metrics in insertion order).
+field of the result is written in order (meta and metrics in insertion order), with the
+SHA-256 of its v0.4 and v0.5 bodies.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sys
@@ -26,6 +28,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceState
 
 from benchmarks.spanset import build_spans
+from otel_dd_bridge.encoding import get_encoder
 from otel_dd_bridge.translate import TranslateOptions, _Cache, translate_spans_with_stats
 
 _KEYS: dict[str, list[Any]] = {
@@ -76,7 +79,7 @@ _KEYS: dict[str, list[Any]] = {
     "exception.message": ["boom"],
     "container.id": ["c0ffee"],
     "k8s.pod.name": ["pod-1"],
-    "custom.int": [0, -1, 2**62, 2**63, -(2**63) - 1],
+    "custom.int": [0, -1, 127, 128, -33, 2**32, 2**62, 2**63 - 1, -(2**63)],
     "custom.float": [1.5, float("nan"), float("inf"), -0.0, 1e300],
     "custom.bool": [False, True],
     "custom.list": [["a", "b"], [1, 2], [True], [1.5, 2.5], []],
@@ -115,6 +118,8 @@ def _attrs(rng: random.Random) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k in rng.sample(_KEY_NAMES, rng.randint(0, 9)):
         out[k] = rng.choice(_KEYS[k])
+    if rng.random() < 0.002:  # beyond int64: that batch's bodies fail to encode (both paths)
+        out["custom.bigint"] = rng.choice([2**63, 2**64, -(2**63) - 1])
     return out
 
 
@@ -218,16 +223,26 @@ class _SeededIds(IdGenerator):
         return self._rng.getrandbits(128) or 1
 
 
+def _body_digest(encoder: Any, chunks: Any) -> str:
+    try:
+        return hashlib.sha256(encoder.encode(chunks)).hexdigest()
+    except Exception as exc:  # noqa: BLE001 - e.g. an int beyond 64 bits (delivery repairs it)
+        return f"{type(exc).__name__}: {exc}"
+
+
 def corpus_bytes() -> bytes:
     sets = [_spans(seed, 400) for seed in range(6)]
     sets.append(build_spans(400, id_generator=_SeededIds(), fixed_time=True))
     doc: list[Any] = []
+    encoders = [get_encoder("v0.4"), get_encoder("v0.5")]
     for opts in _OPTIONS:
         cache = _Cache(opts.max_cached_resources)
         for spans in sets:
             for i in range(0, len(spans), 128):  # batches share the cache, as in the exporter
-                doc.append(_dump(translate_spans_with_stats(spans[i:i + 128], opts,
-                                                            _cache=cache)))
+                result = translate_spans_with_stats(spans[i:i + 128], opts, _cache=cache)
+                doc.append(_dump(result))
+                # and the wire bodies (the compiled encoders in a compiled run)
+                doc.append([_body_digest(enc, result.chunks) for enc in encoders])
     # Every id, time and value above is seeded: the document is the same in every run.
     return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
