@@ -90,11 +90,13 @@ case "$cmd" in
     export OTEL_DD_BRIDGE_MINIAGENT_VENV="$VENVS/miniagent"
     echo "== ruff"; "$VENVS/dev/bin/ruff" check otel_dd_bridge tests examples benchmarks fuzz
     echo "== mypy"; "$VENVS/dev/bin/mypy" otel_dd_bridge
-    if [ $# -eq 0 ]; then  # the pure-Python path too (the compiled one runs in the full suite)
+    if [ $# -eq 0 ]; then  # the pure-Python modules too (the full suite runs the compiled ones);
+      # test_fastpack.py there also covers the compiled encoder reading the pure-Python model
       echo "== pytest, pure Python (OTEL_DD_BRIDGE_NO_EXTENSIONS=1): translation and encoding"
       OTEL_DD_BRIDGE_NO_EXTENSIONS=1 "$VENVS/dev/bin/python" -m pytest -q \
         tests/test_translate.py tests/test_hotpath.py tests/test_encoding.py \
-        tests/test_encoding_strict.py tests/test_intake_encoding.py tests/test_stats.py
+        tests/test_encoding_strict.py tests/test_intake_encoding.py tests/test_stats.py \
+        tests/test_fastpack.py
     fi
     echo "== pytest"; exec "$VENVS/dev/bin/python" -m pytest "$@"
     ;;
