@@ -88,7 +88,7 @@ case "$cmd" in
     export OTEL_DD_BRIDGE_TEST_AGENT_VENV="$VENVS/testagent"
     export OTEL_DD_BRIDGE_DDTRACE_VENV="$VENVS/ddtrace"
     export OTEL_DD_BRIDGE_MINIAGENT_VENV="$VENVS/miniagent"
-    echo "== ruff"; "$VENVS/dev/bin/ruff" check otel_dd_bridge tests examples benchmarks fuzz
+    echo "== ruff"; "$VENVS/dev/bin/ruff" check otel_dd_bridge tests examples benchmarks fuzz setup.py
     echo "== mypy"; "$VENVS/dev/bin/mypy" otel_dd_bridge
     if [ $# -eq 0 ]; then  # the pure-Python modules too (the full suite runs the compiled ones);
       # test_fastpack.py there also covers the compiled encoder reading the pure-Python model

@@ -58,14 +58,15 @@ def test_build_without_a_compiler_gives_a_pure_python_wheel(tmp_path: Path) -> N
         "import otel_dd_bridge, otel_dd_bridge._accel as a\n"
         "from otel_dd_bridge.encoding import get_encoder\n"
         "from benchmarks.spanset import build_spans\n"
-        "assert otel_dd_bridge.__file__.startswith(%r), otel_dd_bridge.__file__\n"
+        "import sys\n"
+        "assert otel_dd_bridge.__file__.startswith(sys.argv[1]), otel_dd_bridge.__file__\n"
         "assert not any(a.compiled_status().values()), a.compiled_status()\n"
         "chunks = otel_dd_bridge.translate_spans(build_spans(8), otel_dd_bridge.TranslateOptions())\n"
         "assert sum(len(c.spans) for c in chunks) == 8\n"
         "print(len(get_encoder('v0.4').encode(chunks)))\n"
-    ) % str(target)
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), str(ROOT)]))
     env.pop("OTEL_DD_BRIDGE_NO_EXTENSIONS", None)
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
+    out = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env=env, check=True,
                          capture_output=True, text=True, timeout=120)
     assert int(out.stdout.strip()) > 8 * 300
