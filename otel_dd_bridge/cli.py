@@ -278,6 +278,21 @@ def _keep_running(proc: subprocess.Popen[bytes], url: str) -> int:
     return EXIT_FAILED
 
 
+def _accelerator_line() -> str:
+    """Which hot-path modules run compiled (README: Performance, the compiled accelerator)."""
+    from otel_dd_bridge._accel import ENV_NO_EXTENSIONS, compiled_status, extensions_disabled
+
+    status = compiled_status()
+    if extensions_disabled():
+        return f"accelerator: off ({ENV_NO_EXTENSIONS} is set): pure Python"
+    on = [k for k, v in status.items() if v]
+    off = [k for k, v in status.items() if not v]
+    if not off:
+        return f"accelerator: compiled ({', '.join(on)})"
+    return (f"accelerator: {', '.join(off)} pure Python (not built: no C compiler at install?)"
+            + (f"; compiled: {', '.join(on)}" if on else ""))
+
+
 def _check(args: argparse.Namespace) -> int:
     """Print the resolved configuration with sources, then probe the Agent's /info."""
     from otel_dd_bridge.config import SETTINGS, resolve_config
@@ -301,6 +316,7 @@ def _check(args: argparse.Namespace) -> int:
         if isinstance(value, (dict, tuple)) or hasattr(value, "items"):
             value = dict(value) if hasattr(value, "items") else list(value)
         print(f"  {setting.name:28} {value!s:40} <- {cfg.sources.get(setting.name, 'default')}")
+    print(_accelerator_line())
     if cfg.mode == "agentless":
         return _probe_intake(cfg)
     if cfg.agent.uds_path and not os.path.exists(cfg.agent.uds_path):
