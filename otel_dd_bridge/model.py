@@ -22,6 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+try:  # mypyc reads it at build time (mypy_extensions ships with mypy); optional at run time
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pragma: no cover - depends on the install
+
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> Any:  # type: ignore[misc]
+        return lambda cls: cls
+
+
 __all__ = ["DDSpan", "DDSpanEvent", "DDSpanLink", "PayloadInfo", "TraceChunk"]
 
 
@@ -55,6 +63,8 @@ class DDSpanEvent:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
+# allow_interpreted_subclasses: compiled or not, DDSpan and TraceChunk can be subclassed.
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(slots=True, eq=True, init=False)
 class DDSpan:
     """One Datadog span, already normalized and truncated as the Agent would."""
@@ -103,6 +113,14 @@ class DDSpan:
         self.span_links = span_links
         self.span_events = span_events
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy/pickle by the constructor: a compiled class cannot be made empty and then filled
+        return (type(self), (
+            self.trace_id, self.span_id, self.parent_id, self.service, self.name, self.resource,
+            self.type, self.start, self.duration, self.error, self.meta, self.metrics,
+            self.meta_struct, self.span_links, self.span_events,
+        ))
+
 
 @dataclass(slots=True, eq=True)
 class PayloadInfo:
@@ -123,6 +141,7 @@ class PayloadInfo:
     tags: dict[str, str] = field(default_factory=dict)  # container tags (`_dd.tags.container`)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(slots=True, eq=True, init=False)
 class TraceChunk:
     """The spans of one trace (same low-64-bit trace id) from one OTel resource in one batch.
@@ -155,3 +174,7 @@ class TraceChunk:
         self.tags = {} if tags is None else tags
         self.dropped_trace = dropped_trace
         self.payload = payload
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.spans, self.priority, self.origin, self.tags,
+                             self.dropped_trace, self.payload))

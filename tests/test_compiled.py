@@ -45,7 +45,7 @@ def test_compiled_modules_are_loaded_and_current() -> None:
             continue
         assert so.stat().st_mtime >= src.stat().st_mtime, (
             f"{so.name} is older than {name}.py: rebuild (pip install -e . or "
-            "python setup.py build_ext --inplace)")
+            "python setup.py build_ext --inplace --force)")
 
 
 def test_no_extensions_switch_loads_the_sources() -> None:
