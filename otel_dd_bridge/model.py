@@ -13,8 +13,10 @@ Field meanings follow the Agent's v0.4 span (``pkg/proto/datadog/trace/span.prot
 * ``meta`` maps str to str, ``metrics`` maps str to a number (int or float; the Agent reads
   float64).
 
-The classes are plain slotted dataclasses (not frozen): building one per span is on the hot
-path and a frozen dataclass ``__init__`` costs several times more.
+The classes are plain slotted classes (not frozen): building one per span is on the hot
+path and a frozen dataclass ``__init__`` costs several times more. ``DDSpan`` is written out
+by hand (its ``meta`` is a property over the span's own entries plus a shared tail, see the
+class); the others are slotted dataclasses.
 """
 
 from __future__ import annotations
@@ -65,9 +67,25 @@ class DDSpanEvent:
 
 # allow_interpreted_subclasses: compiled or not, DDSpan and TraceChunk can be subclassed.
 @mypyc_attr(allow_interpreted_subclasses=True)
-@dataclass(slots=True, eq=True, init=False)
 class DDSpan:
-    """One Datadog span, already normalized and truncated as the Agent would."""
+    """One Datadog span, already normalized and truncated as the Agent would.
+
+    ``meta`` is a plain dict, read and written as usual. Internally the translation may leave
+    the entries every span of one (resource, scope, status) shares -- resource attributes,
+    scope, ``otel.status_code``, ``env`` -- in one shared, read-only dict (``_tail``) instead
+    of copying them into each span: the compiled encoders write ``_meta`` then ``_tail``
+    (their keys are disjoint by construction) without building the merged dict, and reading
+    ``meta`` merges the tail in place first, so every other reader sees the whole dict.
+    ``meta_get``/``meta_set``/``meta_setdefault`` act on the merged view without merging.
+    The order of meta entries carries no meaning (the Agent keeps them in a Go map).
+
+    A span is not meant to be mutated from two threads at once (the exporter hands each batch
+    from one stage to the next).
+    """
+
+    __slots__ = ("trace_id", "span_id", "parent_id", "service", "name", "resource", "type",
+                 "start", "duration", "error", "_meta", "_tail", "metrics", "meta_struct",
+                 "span_links", "span_events")
 
     trace_id: int
     span_id: int
@@ -79,7 +97,9 @@ class DDSpan:
     start: int
     duration: int
     error: int
-    meta: dict[str, str]
+    _meta: dict[str, str]
+    # Shared meta entries not in _meta (never mutated; None when merged or none).
+    _tail: dict[str, str] | None
     metrics: dict[str, float | int]
     # The Agent's newer v0.4 keys. ``None`` or empty means "not sent": the Go Agent rejects a
     # nil or empty value for the whole request, so encoders omit them (wire.md §1.2). The
@@ -88,7 +108,7 @@ class DDSpan:
     span_links: list[DDSpanLink] | None
     span_events: list[DDSpanEvent] | None
 
-    # Written out (init=False): one per span on the hot path, and mypyc compiles this one to C.
+    # One per span on the hot path: mypyc compiles this to C.
     def __init__(
         self, trace_id: int, span_id: int, parent_id: int, service: str, name: str,
         resource: str, type: str, start: int, duration: int, error: int,  # noqa: A002
@@ -107,19 +127,101 @@ class DDSpan:
         self.start = start
         self.duration = duration
         self.error = error
-        self.meta = meta
+        self._meta = meta
+        self._tail = None
         self.metrics = metrics
         self.meta_struct = meta_struct
         self.span_links = span_links
         self.span_events = span_events
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # copy/pickle by the constructor: a compiled class cannot be made empty and then filled
-        return (type(self), (
+    def _get_meta(self) -> dict[str, str]:
+        tail = self._tail
+        if tail is not None:
+            self._tail = None
+            self._meta.update(tail)
+        return self._meta
+
+    def _set_meta(self, value: dict[str, str]) -> None:
+        self._meta = value
+        self._tail = None
+
+    @property
+    def meta(self) -> dict[str, str]:
+        """All meta entries (the shared tail is merged into the span's own dict first)."""
+        return self._get_meta()
+
+    @meta.setter
+    def meta(self, value: dict[str, str]) -> None:
+        self._set_meta(value)
+
+    def meta_get(self, key: str, default: str | None = None) -> str | None:
+        """``meta.get(key, default)``, without merging the tail."""
+        v = self._meta.get(key)
+        if v is not None:
+            return v
+        tail = self._tail
+        if tail is not None:
+            return tail.get(key, default)
+        return default
+
+    def meta_set(self, key: str, value: str) -> None:
+        """``meta[key] = value``; merges the tail first only when it holds ``key``."""
+        tail = self._tail
+        if tail is not None and key in tail:
+            self._tail = None
+            self._meta.update(tail)
+        self._meta[key] = value
+
+    def meta_setdefault(self, key: str, value: str) -> str:
+        """``meta.setdefault(key, value)``, without merging the tail."""
+        own = self._meta
+        if key in own:
+            return own[key]
+        tail = self._tail
+        if tail is not None and key in tail:
+            return tail[key]
+        own[key] = value
+        return value
+
+    def _merged(self) -> dict[str, str]:
+        """All meta entries, without merging: the own dict, or a new one with the tail."""
+        tail = self._tail
+        if tail is None:
+            return self._meta
+        return {**self._meta, **tail}
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
             self.trace_id, self.span_id, self.parent_id, self.service, self.name, self.resource,
-            self.type, self.start, self.duration, self.error, self.meta, self.metrics,
+            self.type, self.start, self.duration, self.error, self._merged(), self.metrics,
             self.meta_struct, self.span_links, self.span_events,
-        ))
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DDSpan):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        names = ("trace_id", "span_id", "parent_id", "service", "name", "resource", "type",
+                 "start", "duration", "error", "meta", "metrics", "meta_struct", "span_links",
+                 "span_events")
+        body = ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True))
+        return f"{type(self).__name__}({body})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy/pickle by the constructor (a compiled class cannot be made empty, then filled);
+        # a copy holds all its meta entries itself.
+        return (type(self), self._fields())
+
+
+# A mypyc property setter does not refuse ``del span.meta`` (it would store NULL and crash on
+# the next read): interpreted code reaches ``meta`` through a plain property, which refuses it.
+# Compiled callers keep calling the native accessors directly.
+setattr(DDSpan, "meta", property(DDSpan._get_meta, DDSpan._set_meta, None,  # noqa: B010
+                                 "All meta entries (the shared tail merged in first)."))
 
 
 @dataclass(slots=True, eq=True)

@@ -26,6 +26,10 @@ the SDK's private attribute dict read directly with a public-API fallback; JSON 
 that have events or links. The per-span steps run inline in one loop per batch
 (:func:`_translate_batch`), which keeps the last resource, trace-id hex, meta tail and chunk in
 local variables; a resource-key bit in the per-key memo skips the per-span key-clash test.
+The meta tail (what a plain span gets from its resource, scope and status) is not copied into
+each span: the span keeps a reference to the shared dict (``DDSpan._tail``, keys disjoint from
+its own), the compiled encoders write it after the span's entries, and reading ``meta`` merges
+it (see :class:`~otel_dd_bridge.model.DDSpan`).
 """
 
 from __future__ import annotations
@@ -445,7 +449,7 @@ class _ResourceInfo:
     # True when a span's meta may clash with `meta_keys` although no attribute has _B_RESKEY
     # (a fixed meta key is a resource key, or the key registry was full).
     clash_check: bool = True
-    tails: dict[tuple[int, str], tuple[Any, dict[str, str]]] = field(default_factory=dict)
+    tails: dict[tuple[int, str], tuple[Any, dict[str, str], bool]] = field(default_factory=dict)
 
 
 _ENV_KEYS: Final = ("deployment.environment.name", "deployment.environment")
@@ -1041,6 +1045,7 @@ def _translate_batch(
     t_rinfo: _ResourceInfo | None = None
     t_status = ""
     t_tail: dict[str, str] = {}
+    t_check = True
     keyinfo = _KEYINFO
     for span in spans:
         try:
@@ -1320,20 +1325,24 @@ def _translate_batch(
 
             # 6.-10. scope, status, error tags, env, resource and scope attributes
             status_s = "Error" if status_code is _ERROR else ("Ok" if status_code is _OK else "Unset")
-            if (
-                not error and not desc and not (mask & _B_ENVVER) and "env" not in meta
-                and (
-                    not (mask & _B_RESKEY or rinfo.clash_check)
-                    or meta.keys().isdisjoint(rinfo.meta_keys)
-                )
-            ):
+            # The shared tail, when the span gets it unchanged and holds none of its keys: left
+            # out of `meta` (DDSpan._tail; the encoders write it after meta, `.meta` merges it).
+            tail: dict[str, str] | None = None
+            if not error and not desc and not (mask & _B_ENVVER) and "env" not in meta:
                 # These steps depend only on (resource, scope, status) here: one precomputed dict.
                 if scope is not t_scope or rinfo is not t_rinfo or status_s != t_status:
                     hit = rinfo.tails.get((id(scope), status_s))
                     if hit is None or hit[0] is not scope:
                         hit = _build_tail(rinfo, scope, status_s, cache)
-                    t_scope, t_rinfo, t_status, t_tail = scope, rinfo, status_s, hit[1]
-                meta.update(t_tail)
+                    t_scope, t_rinfo, t_status = scope, rinfo, status_s
+                    t_tail, t_check = hit[1], hit[2]
+                if not (mask & _B_RESKEY or t_check) or meta.keys().isdisjoint(t_tail):
+                    tail = t_tail
+                elif meta.keys().isdisjoint(rinfo.meta_keys):
+                    meta.update(t_tail)  # overwrites of scope/status keys keep their place
+                else:
+                    _tail_slow(meta, a, r, rinfo, cache.scope(scope), status_s, error, desc, mask,
+                               None)
             else:
                 _tail_slow(meta, a, r, rinfo, cache.scope(scope), status_s, error, desc, mask,
                            events if opts.error_tags_from_events else None)
@@ -1342,16 +1351,25 @@ def _translate_batch(
             if parent is not None and (parent[2] if type(parent) is SpanContext else parent.is_remote):
                 perr = getattr(parent, "propagation_error", None)
                 if perr:
+                    if tail is not None:  # rare: merge rather than reason about the key
+                        meta.update(tail)
+                        tail = None
                     meta["_dd.propagation_error"] = perr
 
             # 11. db.name from db.namespace
-            if (mask & _B_DBNS or not rinfo.rules_free) and "db.name" not in meta:
+            if (
+                (mask & _B_DBNS or not rinfo.rules_free) and "db.name" not in meta
+                and (tail is None or "db.name" not in tail)
+            ):
                 ns = _str_concept(("db.namespace",), a, r)
                 if ns:
                     meta["db.name"] = ns
 
             # normalizer: http.status_code meta must be a valid code
             if mask & _B_STATUSKEY or not rinfo.status_free:
+                if tail is not None and "http.status_code" in tail:
+                    meta.update(tail)
+                    tail = None
                 sc = meta.get("http.status_code")
                 if sc is not None:
                     icode = _int_of(sc, True)
@@ -1365,6 +1383,8 @@ def _translate_batch(
                 trace_low, span_id, parent_id, service, nn, resource or nn, span_type, start,
                 end - start if end >= start else 0, error, meta, metrics,
             )
+            if tail is not None:
+                dd._tail = tail
             if hooks:
                 if opts.service_hook is not None:
                     v2 = _apply_hook(opts.service_hook, span, dd, result)
@@ -1445,18 +1465,27 @@ def _tail_slow(
 
 def _build_tail(
     rinfo: _ResourceInfo, scope: Any, status_s: str, cache: _Cache
-) -> tuple[Any, dict[str, str]]:
+) -> tuple[Any, dict[str, str], bool]:
     """Steps 6-10 applied to an empty meta: what a plain span of this resource/scope gets.
 
     Valid for a span whose meta holds none of the resource's meta keys nor ``env``, that has
     no status description, no error and no span-level env: then ``meta.update(tail)`` leaves
     the same keys, values and order as the steps one by one (overwrites keep a key's place).
+
+    The third item is True when a span may hold one of the tail's keys although no attribute
+    of it carries ``_B_RESKEY``: the tail's keys are registered like resource keys, so a span
+    whose mask lacks the bit holds none of them and can share the tail without a set test.
     """
     tail: dict[str, str] = {}
     _tail_slow(tail, _EMPTY, _EMPTY, rinfo, cache.scope(scope), status_s, 0, None, 0, None)
     if len(rinfo.tails) >= 64:
         rinfo.tails.clear()
-    out = (scope, tail)
+    extra = frozenset(tail) - rinfo.meta_keys
+    check = (
+        rinfo.clash_check or not _register_res_keys(extra)
+        or not extra.isdisjoint(_FIXED_META_KEYS)
+    )
+    out = (scope, tail, check)
     rinfo.tails[(id(scope), status_s)] = out
     return out
 
@@ -1519,11 +1548,11 @@ def _finish_chunk(
     upstream = parse_dd_member(dd_member) if dd_member else None
     if upstream is not None:
         for k, v in upstream.tags.items():
-            first.meta.setdefault(k, v)
+            first.meta_setdefault(k, v)
         if upstream.origin:
             chunk.origin = upstream.origin
             for s in chunk.spans:
-                s.meta["_dd.origin"] = upstream.origin
+                s.meta_set("_dd.origin", upstream.origin)
     if user_prio is not None:
         prio, dm = user_prio, "-4"
     elif upstream is not None and upstream.priority is not None:
@@ -1541,14 +1570,14 @@ def _finish_chunk(
     chunk.priority = prio
     first.metrics["_sampling_priority_v1"] = prio
     if prio in (1, 2):
-        first.meta["_dd.p.dm"] = dm
+        first.meta_set("_dd.p.dm", dm)
         chunk.tags["_dd.p.dm"] = dm
     if opts.emit_p_tid and high:
-        first.meta["_dd.p.tid"] = f"{high:016x}"
+        first.meta_set("_dd.p.tid", f"{high:016x}")
     if opts.emit_root_hostname and rinfo.hostname:
         for s in chunk.spans:
             if s.parent_id == 0:
-                s.meta["_dd.hostname"] = rinfo.hostname
+                s.meta_set("_dd.hostname", rinfo.hostname)
     chunk.payload = rinfo.payload
 
 
@@ -1567,14 +1596,14 @@ def _finish_chunks(
             first = chunk.spans[0]
             chunk.priority = 1
             first.metrics["_sampling_priority_v1"] = 1
-            first.meta["_dd.p.dm"] = "-9"
+            first.meta_set("_dd.p.dm", "-9")
             chunk.tags["_dd.p.dm"] = "-9"
             if p_tid and high:
-                first.meta["_dd.p.tid"] = f"{high:016x}"
+                first.meta_set("_dd.p.tid", f"{high:016x}")
             if root_host and rinfo.hostname:
                 for s in chunk.spans:
                     if s.parent_id == 0:
-                        s.meta["_dd.hostname"] = rinfo.hostname
+                        s.meta_set("_dd.hostname", rinfo.hostname)
             chunk.payload = rinfo.payload
         else:
             _finish_chunk(chunk, high, prio_box[0], dd_member, options, rinfo)

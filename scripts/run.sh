@@ -96,7 +96,7 @@ case "$cmd" in
       OTEL_DD_BRIDGE_NO_EXTENSIONS=1 "$VENVS/dev/bin/python" -m pytest -q \
         tests/test_translate.py tests/test_hotpath.py tests/test_encoding.py \
         tests/test_encoding_strict.py tests/test_intake_encoding.py tests/test_stats.py \
-        tests/test_fastpack.py tests/test_model.py
+        tests/test_fastpack.py tests/test_model.py tests/test_meta_tail.py
     fi
     echo "== pytest"; exec "$VENVS/dev/bin/python" -m pytest "$@"
     ;;

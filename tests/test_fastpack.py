@@ -12,7 +12,6 @@ import: the autouse fixture clears ``OTEL_*`` variables for each test).
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import os
 import subprocess
@@ -147,6 +146,65 @@ def test_benchmark_span_set(fast: ModuleType) -> None:
     assert_identical(fast, chunks)
     for i in range(0, len(chunks), 37):  # smaller bodies too
         assert_identical(fast, chunks[i:i + 37])
+
+
+# -- the shared meta tail (DDSpan._tail): written after the span's own meta, never merged -------
+
+
+def _with_tail(tail: dict[str, Any], **kw: Any) -> DDSpan:
+    s = _span(**kw)
+    s._tail = tail
+    return s
+
+
+def _many_tails() -> list[TraceChunk]:
+    tails = [{"env": f"e{i}", "otel.status_code": "Unset"} for i in range(40)]  # > N_TAILS
+    return [TraceChunk(spans=[_with_tail(tails[(i * 7 + j) % 40], span_id=i * 3 + j + 1)
+                              for j in range(3)]) for i in range(40)]
+
+
+def _own(n: int) -> dict[str, str]:
+    return {f"own{i}": "v" for i in range(n)}
+
+
+def _tail(n: int, prefix: str = "t") -> dict[str, str]:
+    return {f"{prefix}{i}": "w" for i in range(n)}
+
+
+_SHARED = {"env": "prod", "otel.status_code": "Unset", "ü": "é" * 40}
+TAIL_PAYLOADS: dict[str, Callable[[], list[TraceChunk]]] = {
+    "one tail, many spans": lambda: [TraceChunk(spans=[
+        _with_tail(dict(_SHARED), span_id=i) for i in range(1, 6)])],
+    "one tail object shared": lambda: (lambda t: [
+        TraceChunk(spans=[_with_tail(t, span_id=i) for i in range(1, 60)]),
+        TraceChunk(spans=[_span(span_id=99), _with_tail(t, span_id=100)])])(dict(_SHARED)),
+    "more tails than the cache": _many_tails,
+    "empty tail": lambda: [TraceChunk(spans=[_with_tail({}), _with_tail({})])],
+    "no own meta": lambda: [TraceChunk(spans=[_with_tail(dict(_SHARED), meta={})])],
+    "fixmap full": lambda: [TraceChunk(spans=[_with_tail(_tail(5), meta=_own(10))])],
+    "map16 from the sum": lambda: [TraceChunk(spans=[_with_tail(_tail(6), meta=_own(10))])],
+    "map32 from the sum": lambda: [TraceChunk(spans=[_with_tail(_tail(65535), meta=_own(1))])],
+    "long tail value": lambda: [TraceChunk(spans=[_with_tail({"big": "x" * 70000}),
+                                                  _with_tail({"big": "x" * 70000})])],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TAIL_PAYLOADS))
+def test_meta_tail_same_bytes(fast: ModuleType, name: str) -> None:
+    build = TAIL_PAYLOADS[name]
+    chunks = build()
+    tails = [s._tail for c in chunks for s in c.spans]
+    got4, got5 = fast.encode_v04(chunks), fast.encode_v05(chunks)
+    assert got4 is not None and got5 is not None
+    # the compiled encoders merged nothing
+    assert [s._tail for c in chunks for s in c.spans] == tails
+    assert all(a is b for a, b in zip([s._tail for c in chunks for s in c.spans], tails,
+                                      strict=True))
+    # the pure encoders (which read the merged `.meta`) and plain msgpack of the merged dicts
+    assert got4 == _pure(V04Encoder, build()) == _pure(V04Encoder, build(), orm=False)
+    assert got4 == _msgpack_v04(build())
+    assert got5 == _pure(V05Encoder, build()) == _pure(V05Encoder, build(), orm=False)
+    assert V04Encoder().encode(build()) == got4 and V05Encoder().encode(build()) == got5
 
 
 @pytest.mark.parametrize("value", INT_BOUNDARIES)
@@ -287,9 +345,8 @@ class _Color(enum.IntEnum):
     RED = 1
 
 
-@dataclasses.dataclass(slots=True, eq=True)
 class _SubSpan(DDSpan):
-    pass
+    __slots__ = ()
 
 
 FALLBACK_PAYLOADS: dict[str, Callable[[], list[TraceChunk]]] = {
@@ -309,8 +366,10 @@ FALLBACK_PAYLOADS: dict[str, Callable[[], list[TraceChunk]]] = {
     "float subclass metric": lambda: _one(metrics={"f": _Float(1.5)}),
     "int meta value": lambda: _one(meta={"a": 1}),
     "int meta key": lambda: _one(meta={1: "a"}),
-    "span subclass": lambda: [TraceChunk(spans=[_SubSpan(**{
-        f.name: getattr(_span(), f.name) for f in dataclasses.fields(DDSpan)})])],
+    "span subclass": lambda: [TraceChunk(spans=[_SubSpan(*_span()._fields())])],
+    "dict subclass tail": lambda: [TraceChunk(spans=[_with_tail(_Dict(t="w"))])],
+    "int tail value": lambda: [TraceChunk(spans=[_with_tail({"t": 1})])],
+    "str subclass tail key": lambda: [TraceChunk(spans=[_with_tail({_Str("t"): "w"})])],
     "list subclass spans": lambda: [TraceChunk(spans=type("L", (list,), {})([_span()]))],
 }
 
@@ -370,7 +429,7 @@ def test_fallback_same_exception(fast: ModuleType, name: str) -> None:
 def test_unset_slot_falls_back(fast: ModuleType) -> None:
     span = _span()
     try:
-        del span.meta  # the pure path raises AttributeError
+        del span._meta  # the pure path raises AttributeError
     except AttributeError:  # a mypyc-compiled model: attributes cannot be unset
         pytest.skip("the model's attributes cannot be deleted")
     chunks = [TraceChunk(spans=[span])]

@@ -123,12 +123,14 @@ cdef struct Field:
 
 cdef enum:
     F_TRACE_ID, F_SPAN_ID, F_PARENT_ID, F_SERVICE, F_NAME, F_RESOURCE, F_TYPE, F_START
-    F_DURATION, F_ERROR, F_META, F_METRICS, F_META_STRUCT, F_SPAN_LINKS, F_SPAN_EVENTS
+    F_DURATION, F_ERROR, F_META, F_METRICS, F_META_STRUCT, F_SPAN_LINKS, F_SPAN_EVENTS, F_TAIL
     N_SPAN_FIELDS
 
+# ``_meta``/``_tail``: the span's own meta entries and the shared tail (model.DDSpan), read
+# without merging them; their keys are disjoint, the tail follows.
 _SPAN_FIELD_NAMES = ("trace_id", "span_id", "parent_id", "service", "name", "resource", "type",
-                     "start", "duration", "error", "meta", "metrics", "meta_struct",
-                     "span_links", "span_events")
+                     "start", "duration", "error", "_meta", "metrics", "meta_struct",
+                     "span_links", "span_events", "_tail")
 _FIELD_NAMES = []
 
 
@@ -196,7 +198,18 @@ cdef inline int load_span(PyObject* s, PyObject** f) noexcept:
             return -1
     if f[F_META_STRUCT] != Py_None or f[F_SPAN_LINKS] != Py_None or f[F_SPAN_EVENTS] != Py_None:
         return -1
+    if Py_TYPE(f[F_META]) != &PyDict_Type:
+        return -1
+    if f[F_TAIL] != Py_None and Py_TYPE(f[F_TAIL]) != &PyDict_Type:
+        return -1
     return 0
+
+
+cdef inline Py_ssize_t meta_size(PyObject** f) noexcept:
+    """Entries of the span's meta map: its own plus the shared tail's."""
+    if f[F_TAIL] == Py_None:
+        return PyDict_GET_SIZE(f[F_META])
+    return PyDict_GET_SIZE(f[F_META]) + PyDict_GET_SIZE(f[F_TAIL])
 
 
 cdef inline void release_span(PyObject** f) noexcept:
@@ -504,7 +517,27 @@ cdef struct IdMap:
     Py_ssize_t used
 
 
+# The packed entries of the shared meta tails seen in one call (DDSpan._tail): spans of one
+# resource, scope and status share one tail object, so its entries are packed once per payload
+# and copied after that. v0.5 too: a string keeps its table index for the whole payload.
+cdef enum:
+    N_TAILS = 16
+
+
+cdef struct TailSlot:
+    PyObject* tail    # the tail dict (strong reference)
+    Py_ssize_t off    # its packed entries: tails.p[off:off + n]
+    Py_ssize_t n
+
+
+cdef struct TailCache:
+    TailSlot slots[N_TAILS]
+    int used
+    Buf bytes
+
+
 cdef struct Table:
+    TailCache tails   # both formats
     PyObject* index   # dict str -> int: the v0.5 string table by value (owned by the caller)
     IdMap ids         # str object -> index: the same, by identity (most strings repeat as the
                       # same object: one pointer probe instead of hashing and comparing)
@@ -514,6 +547,47 @@ cdef struct Table:
 
 
 ctypedef int (*span_writer)(Table* t, Buf* b, PyObject* span) noexcept
+ctypedef int (*entry_writer)(Table* t, Buf* b, PyObject* k, PyObject* v) noexcept
+
+
+cdef int tails_init(TailCache* c) noexcept:
+    c.used = 0
+    return buf_init(&c.bytes, 4096)
+
+
+cdef void tails_release(TailCache* c) noexcept:
+    cdef int i
+    for i in range(c.used):
+        Py_DECREF(c.slots[i].tail)
+    c.used = 0
+    if c.bytes.p != NULL:
+        buf_release(&c.bytes)
+
+
+cdef int write_tail(Table* t, Buf* b, PyObject* tail, entry_writer write_entry) noexcept:
+    """The entries of the exact dict ``tail``: packed once per call, copied after that."""
+    cdef TailCache* c = &t.tails
+    cdef Py_ssize_t pos = 0, start = b.n
+    cdef PyObject* k
+    cdef PyObject* v
+    cdef TailSlot* slot
+    cdef int i
+    for i in range(c.used):
+        if c.slots[i].tail == tail:
+            return write_raw(b, c.bytes.p + c.slots[i].off, c.slots[i].n)
+    while PyDict_Next(tail, &pos, &k, &v):
+        if write_entry(t, b, k, v) < 0:
+            return -1
+    if c.used < N_TAILS and ensure(&c.bytes, b.n - start) == 0:
+        slot = &c.slots[c.used]
+        Py_INCREF(tail)
+        slot.tail = tail
+        slot.off = c.bytes.n
+        slot.n = b.n - start
+        copy_bytes(c.bytes.p + c.bytes.n, b.p + start, slot.n)
+        c.bytes.n += slot.n
+        c.used += 1
+    return 0
 
 
 cdef inline PyObject* seq_item(PyObject* seq, Py_ssize_t i, Py_ssize_t n) noexcept:
@@ -598,17 +672,24 @@ cdef const char* K_META = b"\xa4meta"
 cdef const char* K_METRICS = b"\xa7metrics"
 
 
-cdef inline int write_v04_meta(Buf* b, PyObject* d) noexcept:
+cdef int write_v04_entry(Table* t, Buf* b, PyObject* k, PyObject* v) noexcept:
+    if write_str(b, k) < 0 or write_str(b, v) < 0:
+        return -1
+    return 0
+
+
+cdef inline int write_v04_meta(Table* t, Buf* b, PyObject** f) noexcept:
     cdef Py_ssize_t pos = 0
+    cdef PyObject* d = f[F_META]
     cdef PyObject* k
     cdef PyObject* v
-    if Py_TYPE(d) != &PyDict_Type:
-        return -1
-    if write_map_header(b, PyDict_GET_SIZE(d)) < 0:
+    if write_map_header(b, meta_size(f)) < 0:
         return -1
     while PyDict_Next(d, &pos, &k, &v):
         if write_str(b, k) < 0 or write_str(b, v) < 0:
             return -1
+    if f[F_TAIL] != Py_None:
+        return write_tail(t, b, f[F_TAIL], write_v04_entry)
     return 0
 
 
@@ -626,7 +707,7 @@ cdef inline int write_v04_metrics(Buf* b, PyObject* d) noexcept:
     return 0
 
 
-cdef int write_v04_fields(Buf* b, PyObject** f) noexcept:
+cdef int write_v04_fields(Table* t, Buf* b, PyObject** f) noexcept:
     if (write_raw(b, K_TRACE_ID, 10) < 0 or write_int(b, f[F_TRACE_ID]) < 0
             or write_raw(b, K_SPAN_ID, 8) < 0 or write_int(b, f[F_SPAN_ID]) < 0
             or write_raw(b, K_PARENT_ID, 10) < 0
@@ -640,7 +721,7 @@ cdef int write_v04_fields(Buf* b, PyObject** f) noexcept:
             or write_raw(b, K_DURATION, 9) < 0
             or write_int(b, f[F_DURATION]) < 0
             or write_raw(b, K_ERROR, 6) < 0 or write_int(b, f[F_ERROR]) < 0
-            or write_raw(b, K_META, 5) < 0 or write_v04_meta(b, f[F_META]) < 0
+            or write_raw(b, K_META, 5) < 0 or write_v04_meta(t, b, f) < 0
             or write_raw(b, K_METRICS, 8) < 0
             or write_v04_metrics(b, f[F_METRICS]) < 0):
         return -1
@@ -651,7 +732,7 @@ cdef int write_v04_span(Table* t, Buf* b, PyObject* s) noexcept:
     cdef PyObject* f[N_SPAN_FIELDS]
     cdef int rc = load_span(s, f)
     if rc == 0:
-        rc = write_v04_fields(b, f)
+        rc = write_v04_fields(t, b, f)
     release_span(f)
     return rc
 
@@ -659,11 +740,17 @@ cdef int write_v04_span(Table* t, Buf* b, PyObject* s) noexcept:
 def encode_v04(chunks):
     """The v0.4 body for ``chunks`` (see the module docstring), or ``None``: use the pure path."""
     cdef Buf b
+    cdef Table t  # only its tail cache
     # A first guess (a chunk is typically a few spans of ~1 KiB); the buffer grows as needed.
     cdef Py_ssize_t guess = 4096 * len(chunks) if is_sequence(<PyObject*>chunks) else 0
-    if buf_init_bytes(&b, min(guess, 1 << 24) + 1024) < 0:
+    if tails_init(&t.tails) < 0:
         return None
-    if write_traces(NULL, &b, <PyObject*>chunks, write_v04_span) < 0:
+    if buf_init_bytes(&b, min(guess, 1 << 24) + 1024) < 0:
+        tails_release(&t.tails)
+        return None
+    cdef int rc = write_traces(&t, &b, <PyObject*>chunks, write_v04_span)
+    tails_release(&t.tails)
+    if rc < 0:
         buf_release(&b)
         return None
     return buf_take(&b)
@@ -760,17 +847,24 @@ cdef inline int table_ref(Table* t, Buf* b, PyObject* s) noexcept:
     return write_uint(b, <uint64_t>index)
 
 
-cdef inline int write_v05_meta(Table* t, Buf* b, PyObject* d) noexcept:
+cdef int write_v05_entry(Table* t, Buf* b, PyObject* k, PyObject* v) noexcept:
+    if table_ref(t, b, k) < 0 or table_ref(t, b, v) < 0:
+        return -1
+    return 0
+
+
+cdef inline int write_v05_meta(Table* t, Buf* b, PyObject** f) noexcept:
     cdef Py_ssize_t pos = 0
+    cdef PyObject* d = f[F_META]
     cdef PyObject* k
     cdef PyObject* v
-    if Py_TYPE(d) != &PyDict_Type:
-        return -1
-    if write_map_header(b, PyDict_GET_SIZE(d)) < 0:
+    if write_map_header(b, meta_size(f)) < 0:
         return -1
     while PyDict_Next(d, &pos, &k, &v):
         if table_ref(t, b, k) < 0 or table_ref(t, b, v) < 0:
             return -1
+    if f[F_TAIL] != Py_None:
+        return write_tail(t, b, f[F_TAIL], write_v05_entry)
     return 0
 
 
@@ -806,7 +900,7 @@ cdef int write_v05_fields(Table* t, Buf* b, PyObject** f) noexcept:
     # service, name, resource, type. The span's elements go out in wire order (meta/metrics
     # are elements 9 and 10), so meta and metrics are packed into t.side first.
     t.side.n = 0
-    if (write_v05_meta(t, &t.side, f[F_META]) < 0
+    if (write_v05_meta(t, &t.side, f) < 0
             or write_v05_metrics(t, &t.side, f[F_METRICS]) < 0
             or ensure(b, 1) < 0):
         return -1
@@ -840,13 +934,16 @@ def encode_v05(chunks):
     cdef Buf body, out
     cdef Table t
     t.ids.slots = NULL
+    t.tails.used = 0
+    t.tails.bytes.p = NULL
     cdef dict index = {"": 0}
     cdef object result = None
     body.p = out.p = t.strings.p = t.side.p = NULL
     body.obj = out.obj = t.strings.obj = t.side.obj = NULL
     t.index = <PyObject*>index
     t.size = 1
-    if (idmap_init(&t.ids, 1024) == 0 and buf_init(&body, 65536) == 0
+    if (tails_init(&t.tails) == 0 and idmap_init(&t.ids, 1024) == 0
+            and buf_init(&body, 65536) == 0
             and buf_init(&t.strings, 16384) == 0 and buf_init(&t.side, 4096) == 0):
         put1(&t.strings, 0xA0)  # index 0 is ""
         if (write_traces(&t, &body, <PyObject*>chunks, write_v05_span) == 0
@@ -861,4 +958,5 @@ def encode_v05(chunks):
     buf_release(&t.side)
     buf_release(&out)
     idmap_release(&t.ids)
+    tails_release(&t.tails)
     return result

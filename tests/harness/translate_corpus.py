@@ -20,6 +20,7 @@ import random
 import sys
 from typing import Any
 
+import msgpack
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -230,6 +231,22 @@ def _body_digest(encoder: Any, chunks: Any) -> str:
         return f"{type(exc).__name__}: {exc}"
 
 
+def _unique_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise AssertionError(f"a map with a repeated key: {sorted(keys)}")
+    return dict(pairs)
+
+
+def _check_unique_keys(encoder: Any, chunks: Any) -> None:
+    """A span's own meta and its shared tail never repeat a key on the wire."""
+    try:
+        body = encoder.encode(chunks)
+    except Exception:  # noqa: BLE001 - recorded by _body_digest
+        return
+    msgpack.unpackb(body, object_pairs_hook=_unique_pairs, strict_map_key=False)
+
+
 def corpus_bytes() -> bytes:
     sets = [_spans(seed, 400) for seed in range(6)]
     sets.append(build_spans(400, id_generator=_SeededIds(), fixed_time=True))
@@ -240,9 +257,12 @@ def corpus_bytes() -> bytes:
         for spans in sets:
             for i in range(0, len(spans), 128):  # batches share the cache, as in the exporter
                 result = translate_spans_with_stats(spans[i:i + 128], opts, _cache=cache)
-                doc.append(_dump(result))
-                # and the wire bodies (the compiled encoders in a compiled run)
+                # the wire bodies first (the compiled encoders in a compiled run), while the
+                # spans still share their meta tails (reading `.meta` merges them)
+                doc.append(sum(s._tail is not None for c in result.chunks for s in c.spans))
                 doc.append([_body_digest(enc, result.chunks) for enc in encoders])
+                _check_unique_keys(encoders[0], result.chunks)
+                doc.append(_dump(result))
     # Every id, time and value above is seeded: the document is the same in every run.
     return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
