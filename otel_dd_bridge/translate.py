@@ -1142,6 +1142,15 @@ def _translate_batch(
             else:
                 status_code, desc = StatusCode.UNSET, None
             error = 1 if status_code is _ERROR else 0
+            status_s = "Error" if error else ("Ok" if status_code is _OK else "Unset")
+            if not error and (scope is not t_scope or rinfo is not t_rinfo or status_s != t_status):
+                # The tail of steps 6-10 (see there). Looked up before the attribute pass: a
+                # new tail registers its keys in the per-key memo, which that pass then reads.
+                hit = rinfo.tails.get((id(scope), status_s))
+                if hit is None or hit[0] is not scope:
+                    hit = _build_tail(rinfo, scope, status_s, cache)
+                t_scope, t_rinfo, t_status = scope, rinfo, status_s
+                t_tail, t_check = hit[1], hit[2]
 
             # 1. preset meta/metrics, in the order the general rules write them
             meta: dict[str, str] = {"span.kind": kind_s}
@@ -1324,18 +1333,12 @@ def _translate_batch(
                 meta["_dd.span_links"] = truncate_meta_value(_links_json(links))
 
             # 6.-10. scope, status, error tags, env, resource and scope attributes
-            status_s = "Error" if status_code is _ERROR else ("Ok" if status_code is _OK else "Unset")
             # The shared tail, when the span gets it unchanged and holds none of its keys: left
             # out of `meta` (DDSpan._tail; the encoders write it after meta, `.meta` merges it).
             tail: dict[str, str] | None = None
             if not error and not desc and not (mask & _B_ENVVER) and "env" not in meta:
-                # These steps depend only on (resource, scope, status) here: one precomputed dict.
-                if scope is not t_scope or rinfo is not t_rinfo or status_s != t_status:
-                    hit = rinfo.tails.get((id(scope), status_s))
-                    if hit is None or hit[0] is not scope:
-                        hit = _build_tail(rinfo, scope, status_s, cache)
-                    t_scope, t_rinfo, t_status = scope, rinfo, status_s
-                    t_tail, t_check = hit[1], hit[2]
+                # These steps depend only on (resource, scope, status) here: t_tail, looked up
+                # above for this span.
                 if not (mask & _B_RESKEY or t_check) or meta.keys().isdisjoint(t_tail):
                     tail = t_tail
                 elif meta.keys().isdisjoint(rinfo.meta_keys):

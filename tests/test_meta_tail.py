@@ -7,6 +7,7 @@ Runs compiled and pure (scripts/run.sh re-runs it with OTEL_DD_BRIDGE_NO_EXTENSI
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import msgpack
@@ -137,3 +138,12 @@ def test_no_key_twice_and_the_same_meta_however_spans_are_batched(
     # each span alone (its own cache and tail): the same entries
     alone = [s.meta for sp in spans for c in translate_spans([sp], opts) for s in c.spans]
     assert [dict(sorted(m.items())) for m in alone] == [dict(sorted(m.items())) for m in wire]
+
+
+def test_a_key_first_seen_in_a_new_tail_is_checked_for_the_span_that_built_it() -> None:
+    # a key new to the process: the span's attribute pass must already know it is a tail key
+    key = f"fresh.{uuid.uuid4().hex}"
+    res = Resource({"service.name": f"svc-{uuid.uuid4().hex[:8]}"})
+    scope = InstrumentationScope(f"lib-{uuid.uuid4().hex[:8]}", "1", None, {key: "scope"})
+    chunks = translate_spans([_span({key: "span"}, res, scope, 1)], TranslateOptions())
+    assert _wire_meta(chunks)[0][key] == "scope"  # scope attributes overwrite
