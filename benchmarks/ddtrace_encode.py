@@ -1,6 +1,7 @@
 """ddtrace's own Cython v0.4 encoder on Datadog spans equivalent to ours (run in ddtrace's venv).
 
     .venvs/ddtrace/bin/python benchmarks/ddtrace_encode.py SPANS.json ROUNDS
+    .venvs/ddtrace/bin/python benchmarks/ddtrace_encode.py SPANS.json --serve
 
 ``SPANS.json`` is a list of batches, each a list of chunks, each a list of span maps as our
 v0.4 encoder writes them (the benchmark's translated span set). Each span becomes a ddtrace
@@ -8,6 +9,11 @@ v0.4 encoder writes them (the benchmark's translated span set). Each span become
 (``set_metrics``), built once; then ``MsgpackEncoderV04.put()`` of every chunk + ``encode()``
 per batch is timed, best of ROUNDS. Prints one JSON object: ``encode_us_per_span``,
 ``bytes_per_span``, ``ddtrace_version``. Encoding only: no translation (ours includes it).
+
+``--serve``: prints ``{"ready": spans}`` once the spans are built, then times one round per
+line read from stdin and prints ``{"seconds": s, "bytes": b}`` for it, until stdin closes.
+The suite uses it to interleave ddtrace's rounds with its own, so that both sides of the ratio
+see the same machine (a shared machine's speed drifts by tens of percent within a minute).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from ddtrace.trace import Span
 def main() -> None:
     with open(sys.argv[1], "rb") as f:
         batches = json.loads(f.read())
-    rounds = int(sys.argv[2])
+    rounds = 0 if sys.argv[2] == "--serve" else int(sys.argv[2])
     built = []
     n = 0
     for batch in batches:
@@ -45,9 +51,8 @@ def main() -> None:
             chunks.append(spans)
         built.append(chunks)
     enc = MsgpackEncoderV04(64 << 20, 64 << 20)
-    best = float("inf")
-    size = 0
-    for _ in range(rounds):
+
+    def one_round() -> tuple[float, int]:
         t0 = time.perf_counter()
         size = 0
         for chunks in built:
@@ -55,7 +60,19 @@ def main() -> None:
                 enc.put(spans)
             for payload, _count in enc.encode():
                 size += len(payload)
-        best = min(best, time.perf_counter() - t0)
+        return time.perf_counter() - t0, size
+
+    if sys.argv[2] == "--serve":
+        print(json.dumps({"ready": n, "ddtrace_version": ddtrace.__version__}), flush=True)
+        for _line in sys.stdin:
+            seconds, size = one_round()
+            print(json.dumps({"seconds": seconds, "bytes": size}), flush=True)
+        return
+    best = float("inf")
+    size = 0
+    for _ in range(rounds):
+        seconds, size = one_round()
+        best = min(best, seconds)
     print(json.dumps({"encode_us_per_span": best / n * 1e6, "bytes_per_span": size / n,
                       "spans": n, "ddtrace_version": ddtrace.__version__}))
 

@@ -9,18 +9,26 @@
 best of ``--rounds`` with the measures interleaved round by round:
 
 1. our ``DatadogSpanExporter.export()`` per span to a local null sink over HTTP (v0.4, v0.5,
-   agentless intake protobuf), translation alone, each encoder alone;
+   agentless intake protobuf), translation alone, each encoder alone, and the pipeline of
+   ``export()`` without the send (``pipeline_v0.4``: each batch translated, encoded to v0.4
+   and dropped, as the exporter does; translation alone keeps all results of a round alive,
+   which makes the cyclic GC walk them);
 2. ``OTLPSpanExporter`` (http/protobuf) ``export()`` of the same spans to the same kind of sink,
    and OTLP encoding alone;
 3. ddtrace's Cython ``MsgpackEncoderV04`` on equivalent Datadog spans, in ddtrace's venv
-   (``$OTEL_DD_BRIDGE_DDTRACE_VENV``, default ``.venvs/ddtrace``) as a subprocess;
+   (``$OTEL_DD_BRIDGE_DDTRACE_VENV``, default ``.venvs/ddtrace``) as a subprocess that runs
+   one round of its own each time this process runs one of items 1-2 (interleaved: both sides
+   of the ratio see the same machine);
 4. bytes per span on the wire for each format;
 5. requests/second of a small Flask app under waitress with a local load generator:
    untraced, ours, OTLP (both behind ``BatchSpanProcessor``);
 6. peak RSS exporting ``--rss-rate`` spans/s for ``--rss-seconds`` to an Agent that is down
    for the first half, then up;
 7. items 1-2 again in a subprocess with ``OTEL_DD_BRIDGE_NO_EXTENSIONS=1`` (the pure-Python
-   path, no compiled accelerator), reported under ``pure_python`` with its own same-run ratios.
+   path, no compiled accelerator), reported under ``pure_python`` with its own same-run ratios;
+8. instructions per span counted by valgrind for our pipeline (compiled and pure) and for
+   ddtrace's encoder (:mod:`benchmarks.instructions`, ``--instr-spans``): repeatable where the
+   wall-clock ratios are not.
 
 The machine is shared: absolute times move from run to run, the ratios printed (ours vs each
 peer, same run) are the result. The sink is a separate process that answers in one write with
@@ -72,17 +80,23 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0)
 
 
 def _best(rounds: int, fns: dict[str, Callable[[], Any]]) -> dict[str, float]:
+    """Best time of each function over ``rounds`` rounds, the functions interleaved. A function
+    that returns a float returns its own measured seconds (the ddtrace subprocess's round)."""
     best = {k: float("inf") for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():
             t0 = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t0)
+            r = fn()
+            dt = r if type(r) is float else time.perf_counter() - t0
+            best[k] = min(best[k], dt)
     return best
 
 
-def measure_cpu(spans: Sequence[Any], batch: int, rounds: int, sink: Sink) -> dict[str, Any]:
-    """Items 1, 2, 4: per-span costs of export/translate/encode, ours and OTLP's; bytes/span."""
+def measure_cpu(
+    spans: Sequence[Any], batch: int, rounds: int, sink: Sink, ddtrace: bool = False,
+) -> dict[str, Any]:
+    """Items 1, 2, 4 (and 3, interleaved, when ``ddtrace``): per-span costs of
+    export/translate/encode, ours, OTLP's (and ddtrace's encoder); bytes/span."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import SpanExportResult
@@ -104,9 +118,17 @@ def measure_cpu(spans: Sequence[Any], batch: int, rounds: int, sink: Sink) -> di
     otlp = OTLPSpanExporter(endpoint=f"{url}/v1/traces")
     opts = TranslateOptions()
     cache = _Cache(256)
-    chunked = [translate_spans_with_stats(b, opts, _cache=cache).chunks for b in batches]
     encoders = {"v0.4": get_encoder("v0.4"), "v0.5": get_encoder("v0.5"),
                 "intake": IntakeEncoder()}
+    v04 = get_encoder("v0.4")
+    # Each encoder gets its own translation: reading `meta` (the intake encoder does) merges
+    # a span's shared tail, and the exporter encodes every batch fresh from translation.
+    chunked_by = {name: [translate_spans_with_stats(b, opts, _cache=cache).chunks
+                         for b in batches] for name in encoders}
+    ref = [translate_spans_with_stats(b, opts, _cache=cache).chunks for b in batches]
+    v04_payload = json.dumps([[[_span_map(s) for s in c.spans] for c in chunks]
+                              for chunks in ref]).encode()
+    dd = DdtraceRounds(v04_payload) if ddtrace else None
 
     def export_all(exp: Any) -> Callable[[], None]:
         def run() -> None:
@@ -117,16 +139,31 @@ def measure_cpu(spans: Sequence[Any], batch: int, rounds: int, sink: Sink) -> di
 
     fns: dict[str, Callable[[], Any]] = {
         "translate": lambda: [translate_spans_with_stats(b, opts, _cache=cache) for b in batches],
+        # what export() does before the send: each batch translated and encoded, then dropped
+        # (the two measures above keep every batch's result alive until the round ends)
+        "pipeline_v0.4": lambda: [len(v04.encode(translate_spans_with_stats(
+            b, opts, _cache=cache).chunks)) for b in batches],
         "otlp_encode": lambda: [encode_spans(b).SerializeToString() for b in batches],
         "otlp_export": export_all(otlp),
     }
     for name, enc in encoders.items():
-        fns[f"encode_{name}"] = lambda enc=enc: [enc.encode(c) for c in chunked]
+        fns[f"encode_{name}"] = lambda enc=enc, ch=chunked_by[name]: [enc.encode(c) for c in ch]
         fns[f"export_{name}"] = export_all(exporters[name])
-    best = _best(rounds, fns)
-    out: dict[str, Any] = {f"{k}_us_per_span": v / n * 1e6 for k, v in best.items()}
+    if dd is not None:
+        fns["ddtrace_encode"] = dd.one_round
+    try:
+        best = _best(rounds, fns)
+    finally:
+        if dd is not None:
+            dd.close()
+    out: dict[str, Any] = {f"{k}_us_per_span": v / n * 1e6 for k, v in best.items()
+                           if k != "ddtrace_encode"}
+    if dd is not None:
+        out["_ddtrace"] = {"encode_us_per_span": best["ddtrace_encode"] / dd.spans * 1e6,
+                           "bytes_per_span": dd.bytes / dd.spans, "spans": dd.spans,
+                           "ddtrace_version": dd.version, "interleaved": True}
     for name, enc in encoders.items():
-        out[f"bytes_per_span_{name}"] = sum(len(enc.encode(c)) for c in chunked) / n
+        out[f"bytes_per_span_{name}"] = sum(len(enc.encode(c)) for c in ref) / n
     out["bytes_per_span_otlp"] = sum(len(encode_spans(b).SerializeToString())
                                      for b in batches) / n
     for exp in exporters.values():
@@ -135,8 +172,6 @@ def measure_cpu(spans: Sequence[Any], batch: int, rounds: int, sink: Sink) -> di
             raise RuntimeError(f"spans dropped during the benchmark: {stats}")
         exp.shutdown()
     otlp.shutdown()
-    out["_v04_payload"] = json.dumps(
-        [[[_span_map(s) for s in c.spans] for c in chunks] for chunks in chunked]).encode()
     return out
 
 
@@ -147,23 +182,51 @@ def _span_map(s: Any) -> dict[str, Any]:
             "metrics": s.metrics}
 
 
-def measure_ddtrace(payload: bytes, rounds: int) -> dict[str, Any]:
-    """Item 3: ddtrace's encoder in its own venv."""
-    venv = Path(os.environ.get("OTEL_DD_BRIDGE_DDTRACE_VENV", REPO / ".venvs" / "ddtrace"))
-    py = venv / "bin" / "python"
-    if not py.exists():
-        raise RuntimeError(f"ddtrace venv not found at {venv} (bash scripts/run.sh test makes it)")
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-        f.write(payload)
-    try:
-        res = subprocess.run([str(py), str(REPO / "benchmarks" / "ddtrace_encode.py"), f.name,
-                              str(rounds)], capture_output=True, text=True, timeout=600)
-    finally:
-        os.unlink(f.name)
-    if res.returncode:
-        raise RuntimeError(f"ddtrace encoder benchmark failed: {res.stderr[-2000:]}")
-    out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
-    return out
+class DdtraceRounds:
+    """Item 3: ddtrace's encoder in its own venv, one round per :meth:`one_round` call."""
+
+    def __init__(self, payload: bytes) -> None:
+        venv = Path(os.environ.get("OTEL_DD_BRIDGE_DDTRACE_VENV", REPO / ".venvs" / "ddtrace"))
+        py = venv / "bin" / "python"
+        if not py.exists():
+            raise RuntimeError(
+                f"ddtrace venv not found at {venv} (bash scripts/run.sh test makes it)")
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+            f.write(payload)
+        self._file = f.name
+        self.proc = subprocess.Popen(
+            [str(py), str(REPO / "benchmarks" / "ddtrace_encode.py"), f.name, "--serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        hello = self._read()
+        self.spans: int = hello["ready"]
+        self.version: str = hello["ddtrace_version"]
+        self.bytes = 0
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"ddtrace encoder benchmark exited with {self.proc.wait()}")
+        out: dict[str, Any] = json.loads(line)
+        return out
+
+    def one_round(self) -> float:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("round\n")
+        self.proc.stdin.flush()
+        r = self._read()
+        self.bytes = r["bytes"]
+        return float(r["seconds"])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.unlink(self._file)
 
 
 def measure_rps(seconds: float, connections: int, sink: Sink, rounds: int) -> dict[str, Any]:
@@ -207,7 +270,7 @@ def measure_pure(spans: int, batch: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "pure.json"
         subprocess.run([sys.executable, "-m", "benchmarks.run", "--spans", str(spans), "--batch",
-                        str(batch), "--rounds", str(rounds), "--skip", "ddtrace,rps,rss,pure",
+                        str(batch), "--rounds", str(rounds), "--skip", "ddtrace,rps,rss,pure,instructions",
                         "--json", str(out)], cwd=str(REPO), env=env, check=True,
                        capture_output=True, timeout=1800)
         r: dict[str, Any] = json.loads(out.read_text())
@@ -233,6 +296,8 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
                 out[f"export_{fmt}_vs_ddtrace_encode"] = r[f"export_{fmt}_us_per_span"] / dd
         te = r["translate_us_per_span"] + r["encode_v0.4_us_per_span"]
         out["translate+encode_v0.4_vs_ddtrace_encode"] = te / dd
+        if r.get("pipeline_v0.4_us_per_span"):
+            out["pipeline_v0.4_vs_ddtrace_encode"] = r["pipeline_v0.4_us_per_span"] / dd
     if r.get("otlp_encode_us_per_span"):
         te = r["translate_us_per_span"] + r["encode_v0.4_us_per_span"]
         out["translate+encode_v0.4_vs_otlp_encode"] = te / r["otlp_encode_us_per_span"]
@@ -251,6 +316,9 @@ def print_table(r: dict[str, Any]) -> None:
     for k, v in r.get("rss", {}).items():
         if isinstance(v, (int, float)):
             rows.append((f"rss.{k}", v))
+    for k, v in r.get("instructions", {}).items():
+        if isinstance(v, (int, float)):
+            rows.append((f"instructions.{k}", v))
     for k, v in r.get("pure_python", {}).items():
         if isinstance(v, (int, float)):
             rows.append((f"pure_python.{k}", v))
@@ -276,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rps-rounds", type=int, default=2)
     ap.add_argument("--rss-seconds", type=float, default=60.0)
     ap.add_argument("--rss-rate", type=int, default=10000)
-    ap.add_argument("--skip", default="", help="comma list of: ddtrace, rps, rss, pure")
+    ap.add_argument("--instr-spans", type=int, default=2048)
+    ap.add_argument("--skip", default="",
+                    help="comma list of: ddtrace, rps, rss, pure, instructions")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     skip = {s for s in args.skip.split(",") if s}
@@ -289,11 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                "compiled": compiled_status()}
     sink = Sink()
     try:
-        cpu = measure_cpu(spans, args.batch, args.rounds, sink)
-        payload = cpu.pop("_v04_payload")
+        cpu = measure_cpu(spans, args.batch, args.rounds, sink, ddtrace="ddtrace" not in skip)
+        if "_ddtrace" in cpu:
+            results["ddtrace"] = cpu.pop("_ddtrace")
         results.update(cpu)
-        if "ddtrace" not in skip:
-            results["ddtrace"] = measure_ddtrace(payload, args.rounds)
         if "rps" not in skip:
             results.update(measure_rps(args.rps_seconds, args.rps_connections, sink,
                                        args.rps_rounds))
@@ -303,6 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["rss"] = measure_rss(args.rss_seconds, args.rss_rate)
     if "pure" not in skip:
         results["pure_python"] = measure_pure(args.spans, args.batch, args.rounds)
+    if "instructions" not in skip:
+        from benchmarks.instructions import measure as measure_instructions
+
+        results["instructions"] = measure_instructions(
+            args.instr_spans, pure="pure" not in skip, ddtrace="ddtrace" not in skip)
     results["ratios"] = ratios(results)
     results["wall_seconds"] = time.monotonic() - t0
     print_table(results)

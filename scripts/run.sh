@@ -50,6 +50,7 @@ ensure_servers() {  # real Redis and PostgreSQL for the integration tests (tests
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)      # the TLS-verification test's certs
   command -v unshare >/dev/null 2>&1 || need+=(util-linux)   # the DNS-failure test's empty netns
+  command -v valgrind >/dev/null 2>&1 || need+=(valgrind)     # benchmarks/instructions.py (smoke test)
   if [ ${#need[@]} -gt 0 ]; then
     echo "== apt-get install ${need[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null

@@ -14,17 +14,20 @@ def test_benchmark_suite_runs_on_a_tiny_set(tmp_path) -> None:
     env = dict(os.environ)
     subprocess.run([sys.executable, "-m", "benchmarks.run", "--spans", "200", "--rounds", "1",
                     "--rps-seconds", "0.3", "--rps-rounds", "1", "--rps-connections", "2",
-                    "--rss-seconds", "1", "--rss-rate", "400", "--json", str(out)],
-                   check=True, capture_output=True, cwd=REPO, env=env, timeout=240)
+                    "--rss-seconds", "1", "--rss-rate", "400", "--instr-spans", "32",
+                    "--json", str(out)],
+                   check=True, capture_output=True, cwd=REPO, env=env, timeout=600)
     data = json.loads(out.read_text())
     assert data["spans"] == 200
     for fmt in ("v0.4", "v0.5", "intake"):
         assert data[f"export_{fmt}_us_per_span"] > 0
         assert data[f"encode_{fmt}_us_per_span"] > 0
         assert data[f"bytes_per_span_{fmt}"] > 100
-    assert data["translate_us_per_span"] > 0
+    assert data["translate_us_per_span"] > 0 and data["pipeline_v0.4_us_per_span"] > 0
+    assert data["ratios"]["pipeline_v0.4_vs_ddtrace_encode"] > 0
     assert data["otlp_export_us_per_span"] > 0 and data["bytes_per_span_otlp"] > 100
     assert data["ddtrace"]["encode_us_per_span"] > 0 and data["ddtrace"]["spans"] == 200
+    assert data["ddtrace"]["interleaved"] is True and data["ddtrace"]["bytes_per_span"] > 100
     assert data["rps_none"] > 0 and data["rps_ours"] > 0 and data["rps_otlp"] > 0
     rss = data["rss"]
     assert rss["rss_peak_mb"] >= rss["rss_start_mb"] > 0 and rss["spans_produced"] > 0
@@ -37,6 +40,10 @@ def test_benchmark_suite_runs_on_a_tiny_set(tmp_path) -> None:
     assert pure["translate_us_per_span"] > 0 and pure["export_v0.4_us_per_span"] > 0
     assert pure["ratios"]["export_v0.4_vs_otlp_export"] > 0
     assert set(data["compiled"]) >= {"model", "translate"}
+    instr = data["instructions"]  # valgrind's counts: ours (compiled, pure) and ddtrace's
+    assert instr["spans"] == 32 and instr["ours_pipeline_v0.4_instr_per_span"] > 1000
+    assert instr["pure_python.ours_pipeline_v0.4_instr_per_span"] > 1000
+    assert instr["ddtrace_encode_instr_per_span"] > 1000 and instr["ours_vs_ddtrace"] > 0
 
 
 def test_bench_translate_script_still_runs(tmp_path) -> None:
