@@ -15,7 +15,9 @@ one warm-up round and then 0 or ``ROUNDS`` (2) measured rounds; the difference d
 * ddtrace: ``benchmarks/ddtrace_encode.py`` (its Cython ``MsgpackEncoderV04``, encoding only)
   in ddtrace's venv (``$OTEL_DD_BRIDGE_DDTRACE_VENV``).
 
-The two runs of a side go in parallel (2 cores); ``valgrind`` must be installed.
+Span ids, times and string hashing (``PYTHONHASHSEED=0``) are fixed, so a count repeats
+exactly for the same code. The two runs of a side go in parallel (2 cores); ``valgrind``
+must be installed.
 """
 
 from __future__ import annotations
@@ -40,12 +42,26 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 def _child(spans_n: int, rounds: int, payload_out: str | None) -> None:
     """Run in the measured process: build, warm up, then ``rounds`` pipeline rounds."""
     sys.path.insert(0, str(REPO))
+    import random
+
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
     from benchmarks.run import _span_map
     from benchmarks.spanset import build_spans
     from otel_dd_bridge.encoding import get_encoder
     from otel_dd_bridge.translate import TranslateOptions, _Cache, translate_spans_with_stats
 
-    spans = build_spans(spans_n)
+    class SeededIds(IdGenerator):
+        def __init__(self) -> None:
+            self._rng = random.Random(7)
+
+        def generate_span_id(self) -> int:
+            return self._rng.getrandbits(64) or 1
+
+        def generate_trace_id(self) -> int:
+            return self._rng.getrandbits(128) or 1
+
+    spans = build_spans(spans_n, id_generator=SeededIds(), fixed_time=True)
     batches = [spans[i:i + 512] for i in range(0, len(spans), 512)]
     opts, cache, enc = TranslateOptions(), _Cache(256), get_encoder("v0.4")
     for _ in range(1 + rounds):  # the first round warms the caches up
@@ -58,6 +74,8 @@ def _child(spans_n: int, rounds: int, payload_out: str | None) -> None:
 
 
 def _count(cmd: list[str], env: dict[str, str] | None = None) -> int:
+    # fixed string hashing and span ids (above): the same count in every run
+    env = dict(os.environ if env is None else env, PYTHONHASHSEED="0")
     with tempfile.TemporaryDirectory() as d:
         res = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out", *cmd],
