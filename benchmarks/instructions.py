@@ -42,26 +42,12 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 def _child(spans_n: int, rounds: int, payload_out: str | None) -> None:
     """Run in the measured process: build, warm up, then ``rounds`` pipeline rounds."""
     sys.path.insert(0, str(REPO))
-    import random
-
-    from opentelemetry.sdk.trace.id_generator import IdGenerator
-
     from benchmarks.run import _span_map
-    from benchmarks.spanset import build_spans
+    from benchmarks.spanset import SeededIds, build_spans
     from otel_dd_bridge.encoding import get_encoder
     from otel_dd_bridge.translate import TranslateOptions, _Cache, translate_spans_with_stats
 
-    class SeededIds(IdGenerator):
-        def __init__(self) -> None:
-            self._rng = random.Random(7)
-
-        def generate_span_id(self) -> int:
-            return self._rng.getrandbits(64) or 1
-
-        def generate_trace_id(self) -> int:
-            return self._rng.getrandbits(128) or 1
-
-    spans = build_spans(spans_n, id_generator=SeededIds(), fixed_time=True)
+    spans = build_spans(spans_n, id_generator=SeededIds(7), fixed_time=True)
     batches = [spans[i:i + 512] for i in range(0, len(spans), 512)]
     opts, cache, enc = TranslateOptions(), _Cache(256), get_encoder("v0.4")
     for _ in range(1 + rounds):  # the first round warms the caches up

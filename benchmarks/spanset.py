@@ -8,6 +8,8 @@ exception event and an ERROR status. Spans are finished ``ReadableSpan`` objects
 
 from __future__ import annotations
 
+import random
+
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -23,6 +25,19 @@ RESOURCE_ATTRS = {
     "service.version": "1.2.3",
 }
 _T0 = 1_700_000_000_000_000_000
+
+
+class SeededIds(IdGenerator):
+    """Reproducible trace and span ids (golden outputs, instruction counts)."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+
+    def generate_span_id(self) -> int:
+        return self._rng.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return self._rng.getrandbits(128) or 1
 
 
 def build_spans(

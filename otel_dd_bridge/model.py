@@ -22,7 +22,7 @@ class); the others are slotted dataclasses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 try:  # mypyc reads it at build time (mypy_extensions ships with mypy); optional at run time
     from mypy_extensions import mypyc_attr
@@ -63,6 +63,12 @@ class DDSpanEvent:
     name: str
     time_unix_nano: int
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+# DDSpan's constructor arguments, in order (also what _fields() returns).
+_SPAN_FIELDS: Final = ("trace_id", "span_id", "parent_id", "service", "name", "resource", "type",
+                       "start", "duration", "error", "meta", "metrics", "meta_struct",
+                       "span_links", "span_events")
 
 
 # allow_interpreted_subclasses: compiled or not, DDSpan and TraceChunk can be subclassed.
@@ -168,8 +174,7 @@ class DDSpan:
         """``meta[key] = value``; merges the tail first only when it holds ``key``."""
         tail = self._tail
         if tail is not None and key in tail:
-            self._tail = None
-            self._meta.update(tail)
+            self._get_meta()  # merge
         self._meta[key] = value
 
     def meta_setdefault(self, key: str, value: str) -> str:
@@ -205,10 +210,7 @@ class DDSpan:
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
     def __repr__(self) -> str:
-        names = ("trace_id", "span_id", "parent_id", "service", "name", "resource", "type",
-                 "start", "duration", "error", "meta", "metrics", "meta_struct", "span_links",
-                 "span_events")
-        body = ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True))
+        body = ", ".join(f"{n}={v!r}" for n, v in zip(_SPAN_FIELDS, self._fields(), strict=True))
         return f"{type(self).__name__}({body})"
 
     def __reduce__(self) -> tuple[Any, ...]:

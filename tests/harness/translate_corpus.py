@@ -24,11 +24,10 @@ import msgpack
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceState
 
-from benchmarks.spanset import build_spans
+from benchmarks.spanset import SeededIds, build_spans
 from otel_dd_bridge.encoding import get_encoder
 from otel_dd_bridge.translate import TranslateOptions, _Cache, translate_spans_with_stats
 
@@ -213,17 +212,6 @@ def _dump(result: Any) -> list[Any]:
     return out
 
 
-class _SeededIds(IdGenerator):
-    def __init__(self) -> None:
-        self._rng = random.Random(99)
-
-    def generate_span_id(self) -> int:
-        return self._rng.getrandbits(64) or 1
-
-    def generate_trace_id(self) -> int:
-        return self._rng.getrandbits(128) or 1
-
-
 def _body_digest(encoder: Any, chunks: Any) -> str:
     try:
         return hashlib.sha256(encoder.encode(chunks)).hexdigest()
@@ -249,7 +237,7 @@ def _check_unique_keys(encoder: Any, chunks: Any) -> None:
 
 def corpus_bytes() -> bytes:
     sets = [_spans(seed, 400) for seed in range(6)]
-    sets.append(build_spans(400, id_generator=_SeededIds(), fixed_time=True))
+    sets.append(build_spans(400, id_generator=SeededIds(99), fixed_time=True))
     doc: list[Any] = []
     encoders = [get_encoder("v0.4"), get_encoder("v0.5")]
     for opts in _OPTIONS:
