@@ -112,8 +112,18 @@ class SendResult:
         return 200 <= self.status < 300
 
 
+# What httpx.Client would add (it also asks for compressed answers; ours are a few bytes).
+_DEFAULT_HEADERS = {"Accept": "*/*", "Connection": "keep-alive"}
+
+
 class HttpTransport:
-    """One httpx client per exporter: keep-alive, TLS verification on, optional Unix socket."""
+    """One httpx transport (connection pool) per exporter: keep-alive, TLS verification on,
+    optional Unix socket.
+
+    Requests go straight to ``httpx.HTTPTransport.handle_request``: an ``httpx.Client`` adds
+    nothing we use (no cookies, auth, redirects or proxies here) and costs ~250 us of CPU per
+    request on this kind of machine, about half a microsecond per span of a 512-span batch.
+    """
 
     def __init__(
         self,
@@ -125,32 +135,31 @@ class HttpTransport:
         _transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self._client_args = (timeout, dict(headers or {}), verify, _transport)
-        self._client = self._make_client()
+        self._verify, self._injected = verify, _transport
+        self._base = endpoint.http_base.rstrip("/")
+        self._headers = {**_DEFAULT_HEADERS, **(headers or {})}
+        self._timeout = httpx.Timeout(timeout).as_dict()
+        self._http = self._make_transport()
         self._closed = False
         # A forked child must never reuse the parent's pooled connections (two processes
-        # writing onto one socket): it gets a fresh client (see otel_dd_bridge._lifecycle).
+        # writing onto one socket): it gets a fresh pool (see otel_dd_bridge._lifecycle).
         _lifecycle.on_fork_child(self._after_fork_in_child)
 
-    def _make_client(self) -> httpx.Client:
-        timeout, headers, verify, transport = self._client_args
-        if transport is None and self.endpoint.uds_path:
-            transport = httpx.HTTPTransport(uds=self.endpoint.uds_path)
-        return httpx.Client(
-            base_url=self.endpoint.http_base,
-            timeout=httpx.Timeout(timeout),
-            headers=headers,
-            transport=transport,
-            verify=verify,
-            trust_env=False,  # never route to a proxy the user did not configure for us
-            follow_redirects=False,
-        )
+    def _make_transport(self) -> httpx.BaseTransport:
+        transport = self._injected
+        if transport is None:
+            # trust_env=False: never route to a proxy, or read certificates, the user did not
+            # configure for us. retries=0: retrying is retry.py's job.
+            transport = httpx.HTTPTransport(
+                verify=self._verify, uds=self.endpoint.uds_path or None, trust_env=False
+            )
+        return transport
 
     def _after_fork_in_child(self) -> None:
-        # The inherited client is abandoned, not closed: closing would shut down sockets (and
+        # The inherited pool is abandoned, not closed: closing would shut down sockets (and
         # TLS sessions) the parent is still using. An injected test transport is kept as is.
         if not self._closed:
-            self._client = self._make_client()
+            self._http = self._make_transport()
 
     def send(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
@@ -159,9 +168,18 @@ class HttpTransport:
         if self._closed:
             return SendResult(status=0, error="transport closed")
         try:
+            request = httpx.Request(
+                method, self._base + path, content=body,
+                headers={**self._headers, **headers} if headers else self._headers,
+                extensions={"timeout": self._timeout},
+            )
             with suppressed_instrumentation():
-                resp = self._client.request(method, path, content=body, headers=dict(headers))
-            return SendResult(status=resp.status_code, body=resp.content, headers=resp.headers)
+                resp = self._http.handle_request(request)
+                try:
+                    content = resp.read()
+                finally:
+                    resp.close()
+            return SendResult(status=resp.status_code, body=content, headers=resp.headers)
         except httpx.TimeoutException as exc:
             return SendResult(status=0, error=f"timeout: {type(exc).__name__}", timed_out=True)
         except (httpx.HTTPError, OSError) as exc:
@@ -174,6 +192,6 @@ class HttpTransport:
         if not self._closed:
             self._closed = True
             try:
-                self._client.close()
+                self._http.close()
             except Exception:  # noqa: BLE001
                 logger.debug("error closing the HTTP client", exc_info=True)

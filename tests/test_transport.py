@@ -69,3 +69,24 @@ def test_own_httpcore_debug_logs_are_filtered_on_child_loggers(caplog) -> None:
         t.close()
     msgs = [r.getMessage() for r in caplog.records if r.name.startswith("httpcore")]
     assert msgs == ["a user's own httpcore line"]
+
+
+def test_request_on_the_wire_base_path_and_headers() -> None:
+    """What a request looks like to a real HTTP server: the URL's base path joined to the
+    route, Host and Content-Length set, the constant headers merged under the per-request ones."""
+    from tests.faultserver import FaultServer, Reply
+
+    with FaultServer(lambda i, seen: Reply(body=b'{"rate_by_service":{}}')) as srv:
+        t = HttpTransport(parse_agent_url(srv.url + "/base/"), timeout=2,
+                          headers={**agent_headers(), "X-Shared": "a"})
+        r = t.send("PUT", "/v0.4/traces", b"\x90", {"X-Shared": "b", "Content-Type": "x/y"})
+        assert r.ok and r.body == b'{"rate_by_service":{}}'
+        assert t.send("GET", "/info", None, {}).ok
+        t.close()
+    put, get = srv.requests
+    assert (put.method, put.path, put.body) == ("PUT", "/base/v0.4/traces", b"\x90")
+    h = put.headers
+    assert h["host"] == srv.url.split("//", 1)[1] and h["content-length"] == "1"
+    assert h["x-shared"] == "b" and h["content-type"] == "x/y"
+    assert h["datadog-meta-lang"] == "python" and h["user-agent"].startswith("otel-dd-bridge/")
+    assert (get.method, get.path) == ("GET", "/base/info") and "x-shared" in get.headers

@@ -560,7 +560,7 @@ def test_tls_verification_never_disabled() -> None:
     offenders = [str(p) for p in pkg.rglob("*.py") if "verify=False" in p.read_text()]
     assert offenders == []
     exp = DatadogSpanExporter(agent_url="https://127.0.0.1:1", _environ={})
-    ctx = exp._transport._client._transport._pool._ssl_context
+    ctx = exp._transport._http._pool._ssl_context
     import ssl
 
     assert ctx.verify_mode is ssl.CERT_REQUIRED and ctx.check_hostname
