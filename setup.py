@@ -2,7 +2,8 @@
 
 * ``otel_dd_bridge/translate.py`` and ``model.py`` are compiled with mypyc (the same sources, no
   copy: mypyc turns their type annotations into C-level dict/int/str operations);
-* ``otel_dd_bridge/encoding/_fastpack.pyx`` (Cython) writes the v0.4/v0.5 msgpack bodies.
+* ``otel_dd_bridge/encoding/_fastpack.pyx`` (Cython) writes the v0.4/v0.5 msgpack bodies;
+* ``otel_dd_bridge/_gcutil.pyx`` (Cython) leaves translated spans out of the cyclic GC.
 
 The pure-Python modules stay in the wheel and are used wherever an extension is absent:
 ``OTEL_DD_BRIDGE_NO_EXTENSIONS=1`` at build time (or at run time, see ``_accel.py``), no C
@@ -20,7 +21,10 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 COMPILED = ["otel_dd_bridge/translate.py", "otel_dd_bridge/model.py"]
-CYTHON = {"otel_dd_bridge.encoding._fastpack": "otel_dd_bridge/encoding/_fastpack.pyx"}
+CYTHON = {
+    "otel_dd_bridge.encoding._fastpack": "otel_dd_bridge/encoding/_fastpack.pyx",
+    "otel_dd_bridge._gcutil": "otel_dd_bridge/_gcutil.pyx",
+}
 
 
 class optional_build_ext(build_ext):  # noqa: N801 - setuptools command naming

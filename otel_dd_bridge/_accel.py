@@ -2,7 +2,7 @@
 
 ``setup.py`` compiles :data:`COMPILED_MODULES` with mypyc from their own ``.py`` sources (the
 wheel keeps both; Python's import system prefers the extension). The encoders' Cython helper
-(``encoding/_fastpack``) is reported here too. Setting ``OTEL_DD_BRIDGE_NO_EXTENSIONS=1`` in
+(``encoding/_fastpack``) and the GC helper (``_gcutil``) are reported here too. Setting ``OTEL_DD_BRIDGE_NO_EXTENSIONS=1`` in
 the environment before the package is first imported makes every one of them run from its
 Python source instead: same output byte for byte (tests compare the two), only slower. At build
 time the same variable skips compiling altogether.
@@ -52,7 +52,7 @@ def _load_source(name: str) -> None:
 def compiled_status() -> dict[str, bool]:
     """Module name -> whether the loaded module is compiled (imports them if needed)."""
     out: dict[str, bool] = {}
-    for name in (*COMPILED_MODULES, "encoding._fastpack"):
+    for name in (*COMPILED_MODULES, "encoding._fastpack", "_gcutil"):
         full = f"{_PACKAGE}.{name}"
         try:
             module = importlib.import_module(full)

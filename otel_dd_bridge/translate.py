@@ -29,7 +29,9 @@ local variables; a resource-key bit in the per-key memo skips the per-span key-c
 The meta tail (what a plain span gets from its resource, scope and status) is not copied into
 each span: the span keeps a reference to the shared dict (``DDSpan._tail``, keys disjoint from
 its own), the compiled encoders write it after the span's entries, and reading ``meta`` merges
-it (see :class:`~otel_dd_bridge.model.DDSpan`).
+it (see :class:`~otel_dd_bridge.model.DDSpan`). In the compiled build the new spans, chunks and
+chunk lists are left out of the cyclic GC (:mod:`otel_dd_bridge._gcutil`): they cannot form a
+cycle, and tracked they would make the exporter trigger collections of the host's whole heap.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from opentelemetry.sdk.trace import Span as _SdkSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceState
 
+from otel_dd_bridge._accel import extensions_disabled
 from otel_dd_bridge._ddstate import parse_dd_member
 from otel_dd_bridge.model import DDSpan, PayloadInfo, TraceChunk
 from otel_dd_bridge.normalize import (
@@ -72,6 +75,14 @@ __all__ = ["TranslateOptions", "TranslateResult", "translate_spans", "translate_
 Hook = Callable[[ReadableSpan, DDSpan], "str | None"]
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 _U64: Final = (1 << 64) - 1
+
+# The compiled build's GC helper (see the module docstring); None runs everything as is.
+_UNTRACK: Callable[[Any], Any] | None = None
+if not extensions_disabled():
+    try:
+        from otel_dd_bridge._gcutil import untrack as _UNTRACK
+    except ImportError:  # pragma: no cover - depends on the install
+        _UNTRACK = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1047,6 +1058,7 @@ def _translate_batch(
     t_tail: dict[str, str] = {}
     t_check = True
     keyinfo = _KEYINFO
+    untrack = _UNTRACK
     for span in spans:
         try:
             # 0. read the span: private fields of the SDK's own classes, the public API otherwise
@@ -1388,6 +1400,8 @@ def _translate_batch(
             )
             if tail is not None:
                 dd._tail = tail
+            if untrack is not None:
+                untrack(dd)
             if hooks:
                 if opts.service_hook is not None:
                     v2 = _apply_hook(opts.service_hook, span, dd, result)
@@ -1415,7 +1429,12 @@ def _translate_batch(
                 key = (id(rinfo), tid)
                 g = groups.get(key)
                 if g is None:
-                    g = (TraceChunk(spans=[]), trace_id128 >> 64, [None], rinfo, dd_member)
+                    chunk_spans: list[DDSpan] = []
+                    chunk = TraceChunk(spans=chunk_spans)
+                    if untrack is not None:
+                        untrack(chunk_spans)
+                        untrack(chunk)
+                    g = (chunk, trace_id128 >> 64, [None], rinfo, dd_member)
                     groups[key] = g
                     result.chunks.append(g[0])
                 last_rinfo, last_tid, last_g = rinfo, tid, g

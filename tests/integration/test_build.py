@@ -65,8 +65,12 @@ def test_build_without_a_compiler_gives_a_pure_python_wheel(tmp_path: Path) -> N
         "assert sum(len(c.spans) for c in chunks) == 8\n"
         "print(len(get_encoder('v0.4').encode(chunks)))\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), str(ROOT)]))
+    # -S: no .pth files, so the test venv's editable install (a meta-path finder that maps
+    # otel_dd_bridge.* to this checkout, extensions included) cannot shadow the wheel.
+    site_dirs = [p for p in sys.path if p.endswith("site-packages")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), str(ROOT), *site_dirs]))
     env.pop("OTEL_DD_BRIDGE_NO_EXTENSIONS", None)
-    out = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env=env, check=True,
+    out = subprocess.run([sys.executable, "-S", "-c", code, str(target)], cwd=tmp_path, env=env,
+                         check=True,
                          capture_output=True, text=True, timeout=120)
     assert int(out.stdout.strip()) > 8 * 300

@@ -30,7 +30,7 @@ def test_check_against_the_real_agent(agent) -> None:
     assert "v0.5 traces: yes" in r.stdout
     assert "<- DD_SERVICE" in r.stdout
     assert "abcdef0123456789" not in r.stdout + r.stderr  # the key is redacted
-    assert "accelerator: compiled (model, translate, encoding._fastpack)" in r.stdout
+    assert "accelerator: compiled (model, translate, encoding._fastpack, _gcutil)" in r.stdout
     off = _run("check", "--agent-url", agent.url, env={"OTEL_DD_BRIDGE_NO_EXTENSIONS": "1"})
     assert "accelerator: off (OTEL_DD_BRIDGE_NO_EXTENSIONS is set): pure Python" in off.stdout
 

@@ -1,0 +1,5 @@
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
+def untrack(obj: _T) -> _T: ...
