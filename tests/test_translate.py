@@ -500,3 +500,38 @@ def test_resource_work_is_cached_per_resource() -> None:
         translate_spans_with_stats([make_span(resource=Resource({"i": i}))], TranslateOptions(),
                                    _cache=cache)
     assert len(cache.resources) <= 4  # bounded
+
+
+@pytest.mark.parametrize("v", [0, 1, 0xABC, 2**63, 2**64 - 1, 2**64, 2**127 + 5, 2**128 - 1,
+                               2**128, 2**130 + 7, -1, -(2**70)])
+def test_hex_helpers_match_format_specs(v: int) -> None:
+    from otel_dd_bridge.translate import _hex64, _hex128
+
+    assert _hex128(v) == f"{v:032x}"
+    assert _hex64(v) == f"{v:016x}"
+
+
+def test_trace_states_read_once_per_object_stay_per_span() -> None:
+    """The translation reuses the last TraceState it read (spans of a trace share the object):
+    spans with different states in one batch still get their own tags and chunk context."""
+    from opentelemetry.trace import TraceState
+
+    a = TraceState([("dd", "s:2;o:rum;t.dm:-4"), ("vendor", "x")])
+    b = TraceState([("other", "y")])
+    spans = []
+    for i, ts in enumerate([a, a, None, b, a]):
+        s = make_span(f"s{i}", trace_id=100 + i, span_id=1 + i)
+        if ts is not None:
+            ctx = s.context
+            s._context = SpanContext(ctx.trace_id, ctx.span_id, False, ctx.trace_flags, ts)
+        spans.append(s)
+    chunks = translate_spans(spans, TranslateOptions())
+    by_name = {c.spans[0].resource: c for c in chunks}  # resource = span name here
+    meta = {n: c.spans[0].meta for n, c in by_name.items()}
+    assert meta["s0"]["w3c.tracestate"] == meta["s1"]["w3c.tracestate"] == meta["s4"][
+        "w3c.tracestate"] == "dd=s:2;o:rum;t.dm:-4,vendor=x"
+    assert "w3c.tracestate" not in meta["s2"]
+    assert meta["s3"]["w3c.tracestate"] == "other=y"
+    assert [by_name[n].priority for n in ("s0", "s1", "s2", "s3", "s4")] == [2, 2, 1, 1, 2]
+    assert meta["s0"]["_dd.origin"] == meta["s4"]["_dd.origin"] == "rum"
+    assert "_dd.origin" not in meta["s3"] and "_dd.origin" not in meta["s2"]
