@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import base64
 import decimal
-import json
 import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _encode_basestring
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
@@ -216,7 +216,9 @@ def _go_float(f: float) -> str:
 
 def _json_str(s: str) -> str:
     # Go's json.Marshal escapes <, >, & and U+2028/2029; keep non-ASCII as UTF-8.
-    out = json.dumps(s, ensure_ascii=False)
+    # encode_basestring is what json.dumps(s, ensure_ascii=False) calls for a str, without
+    # building a JSONEncoder per call (json.dumps does that for non-default arguments).
+    out = _encode_basestring(s)
     if "<" in out or ">" in out or "&" in out or "\u2028" in out or "\u2029" in out:
         out = (
             out.replace("<", "\\u003c")

@@ -535,3 +535,19 @@ def test_trace_states_read_once_per_object_stay_per_span() -> None:
     assert [by_name[n].priority for n in ("s0", "s1", "s2", "s3", "s4")] == [2, 2, 1, 1, 2]
     assert meta["s0"]["_dd.origin"] == meta["s4"]["_dd.origin"] == "rum"
     assert "_dd.origin" not in meta["s3"] and "_dd.origin" not in meta["s2"]
+
+
+@pytest.mark.parametrize("s", ["plain", "<a&b>", "line\nbreak\t\"q\"\\", "ünï\u2028c\u2029d",
+                               "\x00\x1f\x7f", "🙂 emoji", ""])
+def test_json_strings_are_go_json_marshal(s: str) -> None:
+    """Event/link JSON strings: json.dumps(ensure_ascii=False) output with Go's extra escapes."""
+    import json
+
+    from otel_dd_bridge.translate import _json_str
+
+    want = json.dumps(s, ensure_ascii=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        want = want.replace(ch, esc)
+    assert _json_str(s) == want
+    assert json.loads(_json_str(s)) == s
