@@ -26,7 +26,8 @@ best of ``--rounds`` with the measures interleaved round by round:
    for the first half, then up;
 7. items 1-2 again in a subprocess with ``OTEL_DD_BRIDGE_NO_EXTENSIONS=1`` (the pure-Python
    path, no compiled accelerator), reported under ``pure_python`` with its own same-run ratios;
-8. instructions per span counted by valgrind for our pipeline (compiled and pure) and for
+8. instructions per span counted by valgrind for our pipeline (compiled and pure), our whole
+   ``export()`` (compiled, to the null sink) and for
    ddtrace's encoder (:mod:`benchmarks.instructions`, ``--instr-spans``): repeatable where the
    wall-clock ratios are not.
 
@@ -38,6 +39,7 @@ peer, same run) are the result. The sink is a separate process that answers in o
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -151,9 +153,15 @@ def measure_cpu(
         fns[f"export_{name}"] = export_all(exporters[name])
     if dd is not None:
         fns["ddtrace_encode"] = dd.one_round
+    # The span set and the encoders' translations were just built: left in the collector's
+    # young generations, they would trigger full collections in whichever rounds happen to
+    # allocate next (a cost of this harness, not of any exporter; ddtrace_encode.py does the same).
+    gc.collect()
+    gc.freeze()
     try:
         best = _best(rounds, fns)
     finally:
+        gc.unfreeze()
         if dd is not None:
             dd.close()
     out: dict[str, Any] = {f"{k}_us_per_span": v / n * 1e6 for k, v in best.items()

@@ -44,6 +44,7 @@ def test_benchmark_suite_runs_on_a_tiny_set(tmp_path) -> None:
     assert instr["spans"] == 32 and instr["ours_pipeline_v0.4_instr_per_span"] > 1000
     assert instr["pure_python.ours_pipeline_v0.4_instr_per_span"] > 1000
     assert instr["ddtrace_encode_instr_per_span"] > 1000 and instr["ours_vs_ddtrace"] > 0
+    assert instr["ours_export_v0.4_instr_per_span"] > 1000 and instr["ours_export_vs_ddtrace"] > 0
 
 
 def test_bench_translate_script_still_runs(tmp_path) -> None:

@@ -74,6 +74,31 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(PyObject* o)
     void PyErr_Clear()
 
+cdef extern from *:
+    """
+    /* An exact int's value as a uint64 without a call, from CPython 3.11's layout (ob_size =
+       sign x number of 30-bit digits): 1 and a value when it is in [0, 2**64), else 0 (then
+       the generic path runs, also on every other CPython version). */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && PYLONG_BITS_IN_DIGIT == 30
+    static inline int _fp_small_uint(PyObject *o, uint64_t *out) {
+        Py_ssize_t n = Py_SIZE(o);
+        const digit *d = ((PyLongObject *)o)->ob_digit;
+        if (n == 0) { *out = 0; return 1; }
+        if (n == 1) { *out = d[0]; return 1; }
+        if (n == 2) { *out = (uint64_t)d[0] | ((uint64_t)d[1] << 30); return 1; }
+        if (n == 3 && d[2] < 16) {
+            *out = (uint64_t)d[0] | ((uint64_t)d[1] << 30) | ((uint64_t)d[2] << 60);
+            return 1;
+        }
+        return 0;
+    }
+    #else
+    static inline int _fp_small_uint(PyObject *o, uint64_t *out) { (void)o; (void)out; return 0; }
+    #endif
+    """
+    int _fp_small_uint(PyObject* o, uint64_t* out) noexcept
+
+
 cdef extern from "structmember.h":
     ctypedef struct PyMemberDef:
         int type
@@ -468,8 +493,11 @@ cdef inline int write_int(Buf* b, PyObject* o) noexcept:
     cdef int overflow = 0
     cdef long long v
     cdef unsigned long long u
+    cdef uint64_t small
     if Py_TYPE(o) != &PyLong_Type:
         return -1
+    if _fp_small_uint(o, &small):  # ids, times, counts: no call
+        return write_uint(b, small)
     v = PyLong_AsLongLongAndOverflow(o, &overflow)
     if overflow == 0:
         if v >= 0:
