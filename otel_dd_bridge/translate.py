@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _encode_basestring
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, final
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
@@ -873,10 +873,25 @@ _SHARED_DD_KEYS: Final = frozenset(_HTTP_KEY_MAP.values()) | frozenset((
     "span.kind", "w3c.tracestate", "rpc.grpc.status_code", "http.status_code", "_top_level",
     "_dd.measured", "_sample_rate", "_sampling_priority_v1", "_dd1.sr.eausr",
 ))
-class _KeyMemo(dict[str, tuple[str, int, int]]):
+@final
+class _KeyInfo:
+    """The memo entry of one attribute key: its dd key, copy code and rule bits.
+
+    Never changed once in the memo (a new entry replaces it). A class rather than a tuple: the
+    compiled loop reads typed fields instead of checking and unboxing three tuple items."""
+
+    __slots__ = ("dk", "how", "bits")
+
+    def __init__(self, dk: str, how: int, bits: int) -> None:
+        self.dk = dk
+        self.how = how
+        self.bits = bits
+
+
+class _KeyMemo(dict[str, _KeyInfo]):
     """The per-key memo; ``memo[k]`` computes a missing entry (``d[k]`` is cheaper than ``get``)."""
 
-    def __missing__(self, k: str) -> tuple[str, int, int]:
+    def __missing__(self, k: str) -> _KeyInfo:
         return _key_info(k)
 
 
@@ -903,19 +918,19 @@ def _register_res_keys(keys: frozenset[str]) -> bool:
         if len(_RES_DDKEYS) + len(new) > _MEMO_BOUND:
             return False
         _RES_DDKEYS.update(new)
-        for k, (dk, code, bits) in list(_KEYINFO.items()):
-            if dk in new:
-                _KEYINFO[k] = (dk, code, bits | _B_RESKEY)
+        for k, ki in list(_KEYINFO.items()):
+            if ki.dk in new:
+                _KEYINFO[k] = _KeyInfo(ki.dk, ki.how, ki.bits | _B_RESKEY)
         return True
 
 
-def _key_info(k: str) -> tuple[str, int, int]:
-    """The memo entry of attribute key ``k``: ``(dd key, copy code, rule bits)``."""
+def _key_info(k: str) -> _KeyInfo:
+    """The memo entry of attribute key ``k``."""
     with _KEY_LOCK:
         return _key_info_locked(k)
 
 
-def _key_info_locked(k: str) -> tuple[str, int, int]:
+def _key_info_locked(k: str) -> _KeyInfo:
     dk = _dd_key(k)
     bits = _RULE_BITS.get(k, 0)
     if k.startswith("gen_ai."):
@@ -932,7 +947,7 @@ def _key_info_locked(k: str) -> tuple[str, int, int]:
         code = _C_CHECK
     else:
         code = _C_PLAIN
-    info = (dk, code, bits)
+    info = _KeyInfo(dk, code, bits)
     if len(_KEYINFO) < _MEMO_BOUND:
         _KEYINFO[k] = info
     return info
@@ -1237,8 +1252,10 @@ def _translate_batch(
             # 2. span attributes, one pass through the per-key memo
             mask = 0
             for k, v in a.items():
-                dk, how, bits = keyinfo[k]
-                mask |= bits
+                ki = keyinfo[k]
+                dk = ki.dk
+                how = ki.how
+                mask |= ki.bits
                 t = type(v)
                 if how:  # field, special or shared dd key: the checked variants
                     if how == 2:  # _C_FIELD (literal: cheaper than a global in this loop)

@@ -114,6 +114,7 @@ class SendResult:
 
 # What httpx.Client would add (it also asks for compressed answers; ours are a few bytes).
 _DEFAULT_HEADERS = {"Accept": "*/*", "Connection": "keep-alive"}
+_MAX_CACHED_URLS = 32  # distinct request paths whose parsed URL is kept
 
 
 class HttpTransport:
@@ -137,7 +138,10 @@ class HttpTransport:
         self.endpoint = endpoint
         self._verify, self._injected = verify, _transport
         self._base = endpoint.http_base.rstrip("/")
-        self._headers = {**_DEFAULT_HEADERS, **(headers or {})}
+        # Parsed once: the URL of each path (a handful: traces, stats, info) and the constant
+        # headers; httpx re-parses and re-normalizes strings on every request otherwise.
+        self._urls: dict[str, httpx.URL] = {}
+        self._headers = httpx.Headers({**_DEFAULT_HEADERS, **(headers or {})})
         self._timeout = httpx.Timeout(timeout).as_dict()
         self._http = self._make_transport()
         self._closed = False
@@ -168,11 +172,17 @@ class HttpTransport:
         if self._closed:
             return SendResult(status=0, error="transport closed")
         try:
-            request = httpx.Request(
-                method, self._base + path, content=body,
-                headers={**self._headers, **headers} if headers else self._headers,
-                extensions={"timeout": self._timeout},
-            )
+            url = self._urls.get(path)
+            if url is None:
+                url = httpx.URL(self._base + path)
+                if len(self._urls) < _MAX_CACHED_URLS:
+                    self._urls[path] = url
+            hdrs = self._headers
+            if headers:
+                hdrs = httpx.Headers(hdrs)
+                hdrs.update(headers)
+            request = httpx.Request(method, url, content=body, headers=hdrs,
+                                    extensions={"timeout": self._timeout})
             with suppressed_instrumentation():
                 resp = self._http.handle_request(request)
                 try:
