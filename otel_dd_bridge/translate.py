@@ -75,7 +75,6 @@ __all__ = ["TranslateOptions", "TranslateResult", "translate_spans", "translate_
 Hook = Callable[[ReadableSpan, DDSpan], "str | None"]
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 _U64: Final = (1 << 64) - 1
-_U128: Final = (1 << 128) - 1
 
 # The compiled build's GC helper (see the module docstring); None runs everything as is.
 _UNTRACK: Callable[[Any], Any] | None = None
@@ -1097,7 +1096,6 @@ def _translate_batch(
             sdk = tp is l_type or tp in sdk_types
             if sdk:
                 l_type = tp
-            if sdk:
                 # One read of the instance dict, then dict lookups: cheaper than one generic
                 # attribute lookup (type MRO, then instance dict) per private field.
                 sd: dict[str, Any] = span.__dict__
@@ -1365,7 +1363,7 @@ def _translate_batch(
                 meta["otel.trace_id"] = l_tid_hex
             else:
                 l_tid128 = trace_id128
-                meta["otel.trace_id"] = l_tid_hex = _hex128(trace_id128)
+                meta["otel.trace_id"] = l_tid_hex = _hex(trace_id128, 16)
             if "version" not in meta:
                 if mask & _B_ENVVER:
                     ver = _str_concept(("service.version",), a, r)
@@ -1552,19 +1550,14 @@ def _build_tail(
     return out
 
 
-def _hex128(v: int) -> str:
-    """``f"{v:032x}"``, about ten times faster compiled (an f-string with a format spec goes
-    through ``str.format``)."""
-    if 0 <= v <= _U128:
-        return v.to_bytes(16, "big").hex()
-    return f"{v:032x}"
-
-
-def _hex64(v: int) -> str:
-    """``f"{v:016x}"``, as :func:`_hex128`."""
-    if 0 <= v <= _U64:
-        return v.to_bytes(8, "big").hex()
-    return f"{v:016x}"
+def _hex(v: int, nbytes: int) -> str:
+    """``v`` as ``2 * nbytes`` zero-padded lowercase hex digits, i.e. ``f"{v:0{2*nbytes}x}"``
+    (what that gives for a negative or wider ``v`` too), about ten times faster compiled: an
+    f-string with a format spec goes through ``str.format``."""
+    try:
+        return v.to_bytes(nbytes, "big").hex()
+    except OverflowError:  # negative, or wider than nbytes
+        return f"{v:0{2 * nbytes}x}"
 
 
 def _db_query_name(db: str) -> str:
@@ -1650,7 +1643,7 @@ def _finish_chunk(
         first.meta_set("_dd.p.dm", dm)
         chunk.tags["_dd.p.dm"] = dm
     if opts.emit_p_tid and high:
-        first.meta_set("_dd.p.tid", _hex64(high))
+        first.meta_set("_dd.p.tid", _hex(high, 8))
     if opts.emit_root_hostname and rinfo.hostname:
         for s in chunk.spans:
             if s.parent_id == 0:
@@ -1676,7 +1669,7 @@ def _finish_chunks(
             first.meta_set("_dd.p.dm", "-9")
             chunk.tags["_dd.p.dm"] = "-9"
             if p_tid and high:
-                first.meta_set("_dd.p.tid", _hex64(high))
+                first.meta_set("_dd.p.tid", _hex(high, 8))
             if root_host and rinfo.hostname:
                 for s in chunk.spans:
                     if s.parent_id == 0:

@@ -505,10 +505,10 @@ def test_resource_work_is_cached_per_resource() -> None:
 @pytest.mark.parametrize("v", [0, 1, 0xABC, 2**63, 2**64 - 1, 2**64, 2**127 + 5, 2**128 - 1,
                                2**128, 2**130 + 7, -1, -(2**70)])
 def test_hex_helpers_match_format_specs(v: int) -> None:
-    from otel_dd_bridge.translate import _hex64, _hex128
+    from otel_dd_bridge.translate import _hex
 
-    assert _hex128(v) == f"{v:032x}"
-    assert _hex64(v) == f"{v:016x}"
+    assert _hex(v, 16) == f"{v:032x}"
+    assert _hex(v, 8) == f"{v:016x}"
 
 
 def test_trace_states_read_once_per_object_stay_per_span() -> None:
